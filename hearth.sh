@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Hearth's front door. Usage:
+#   ./hearth.sh run [hearth serve args…]   build (release) and run the server: ./data, localhost, 127.0.0.1:8008
+#   ./hearth.sh test                       run every test: unit, integration, and a real Matrix client (matrix-nio)
+#   ./hearth.sh ci                         what CI runs: format and lint checks, then the tests
+#   ./hearth.sh setup                      only install what the build needs
+# Whatever cargo cannot fetch is installed here (Debian/Ubuntu, as root or with sudo), or named
+# with the command that installs it.
+set -euo pipefail
+cd "$(dirname "$0")"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else return 1
+  fi
+}
+
+have_libclang() {
+  compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || compgen -G "/usr/lib/*/libclang*.so*" >/dev/null
+}
+
+setup() {
+  local missing=()
+  have_libclang || missing+=(libclang-dev)
+  command -v c++ >/dev/null 2>&1 || missing+=(g++)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  if ((${#missing[@]})); then
+    echo "hearth: installing system packages: ${missing[*]}" >&2
+    if ! { as_root apt-get update -qq && as_root apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+      echo "hearth: could not install ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "hearth: Rust is missing; install it from https://rustup.rs and retry" >&2
+    exit 1
+  fi
+}
+
+lint_tools() {
+  if command -v rustup >/dev/null 2>&1; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+  fi
+}
+
+run_tests() {
+  cargo test --all-targets
+  tests/clients/run.sh
+}
+
+case "${1:-}" in
+  run)
+    shift
+    setup
+    cargo build --release --bin hearth
+    exec "$CARGO_TARGET_DIR/release/hearth" serve "$@"
+    ;;
+  test)
+    setup
+    run_tests
+    ;;
+  ci)
+    setup
+    lint_tools
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+    run_tests
+    ;;
+  setup)
+    setup
+    ;;
+  *)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac

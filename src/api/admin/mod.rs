@@ -1,0 +1,3 @@
+//! Administration APIs served over HTTP.
+
+pub mod register;

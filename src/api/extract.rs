@@ -1,0 +1,206 @@
+//! The request extractor: body limit, access-token authentication and ruma parsing, so that a
+//! handler receives a typed, authenticated request or the client gets the right Matrix error.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request},
+};
+use http::request::Parts;
+use http_body_util::{BodyExt, Limited};
+use ruma::api::{
+    IncomingRequest, IncomingRequestExt,
+    auth_scheme::{
+        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken,
+        NoAuthentication,
+    },
+    error::{DeserializationError, FromHttpRequestError},
+};
+
+use crate::{api::AppState, error::Error, service::sessions::Session};
+
+/// How an endpoint uses the access token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Required,
+    Optional,
+    Ignored,
+}
+
+/// Maps ruma's authentication schemes onto [`TokenUse`].
+pub trait AuthRequirement {
+    const TOKEN: TokenUse;
+}
+impl AuthRequirement for AccessToken {
+    const TOKEN: TokenUse = TokenUse::Required;
+}
+impl AuthRequirement for AccessTokenOptional {
+    const TOKEN: TokenUse = TokenUse::Optional;
+}
+// Application services are not supported yet: their tokens are treated like user tokens.
+impl AuthRequirement for AppserviceToken {
+    const TOKEN: TokenUse = TokenUse::Required;
+}
+impl AuthRequirement for AppserviceTokenOptional {
+    const TOKEN: TokenUse = TokenUse::Optional;
+}
+impl AuthRequirement for NoAuthentication {
+    const TOKEN: TokenUse = TokenUse::Ignored;
+}
+impl AuthRequirement for NoAccessToken {
+    const TOKEN: TokenUse = TokenUse::Ignored;
+}
+
+/// A parsed ruma request plus who sent it.
+pub struct Ruma<T> {
+    pub body: T,
+    /// The authenticated caller, when a valid token was given.
+    pub session: Option<Session>,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl<T> Ruma<T> {
+    /// The caller of an endpoint that requires a token (always present there).
+    pub fn session(&self) -> Result<&Session, Error> {
+        self.session.as_ref().ok_or_else(Error::missing_token)
+    }
+}
+
+/// The access token from `Authorization: Bearer …` or the deprecated `access_token` query
+/// parameter.
+fn access_token(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    let query = parts.uri.query()?;
+    url_query_value(query, "access_token")
+}
+
+fn url_query_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(value: &str) -> String {
+    fn hex_digit(byte: u8) -> Option<u8> {
+        (byte as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' => bytes
+                .get(i + 1..i + 3)
+                .and_then(|pair| Some(hex_digit(pair[0])? * 16 + hex_digit(pair[1])?)),
+            _ => None,
+        };
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The client's IP address as seen on the socket.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// Reads the body, refusing more than `limit` bytes with `M_TOO_LARGE`.
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Error> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::too_large(limit)),
+        Err(e) => Err(Error::bad_json(format!("Could not read request body: {e}"))),
+    }
+}
+
+/// Maps a ruma parse failure onto the spec's errcodes.
+fn parse_error(error: FromHttpRequestError) -> Error {
+    match error {
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
+            Error::bad_json(format!("Invalid request body: {e}"))
+        }
+        FromHttpRequestError::Deserialization(e) => {
+            Error::invalid_param(format!("Invalid request: {e}"))
+        }
+        other => Error::bad_json(other.to_string()),
+    }
+}
+
+impl<T> FromRequest<AppState> for Ruma<T>
+where
+    T: IncomingRequest + Send,
+    T::Authentication: AuthRequirement,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let path_params = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|e| Error::invalid_param(format!("Invalid path: {e}")))?;
+        let path_args: Vec<String> = path_params
+            .iter()
+            .map(|(_, value)| value.to_owned())
+            .collect();
+        let client_ip = client_ip(&parts);
+        let bytes = read_body(body, state.config.max_request_size).await?;
+
+        let token = access_token(&parts);
+        let session = match (T::Authentication::TOKEN, token) {
+            (TokenUse::Ignored, _) => None,
+            (TokenUse::Required, None) => return Err(Error::missing_token()),
+            (TokenUse::Optional, None) => None,
+            (_, Some(token)) => {
+                let ip = client_ip.map(|ip| ip.to_string());
+                Some(state.sessions.authenticate(&token, ip.as_deref())?)
+            }
+        };
+
+        if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+            return Err(Error::not_json("Request body is not valid JSON"));
+        }
+        let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        let http_request = http::Request::from_parts(parts, bytes.as_ref());
+        let body = T::try_from_http_request(http_request, &args).map_err(parse_error)?;
+        Ok(Ruma {
+            body,
+            session,
+            client_ip,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_token_is_percent_decoded() {
+        assert_eq!(
+            url_query_value("a=1&access_token=x%2By", "access_token").as_deref(),
+            Some("x+y")
+        );
+        assert_eq!(url_query_value("a=1", "access_token"), None);
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

@@ -1,0 +1,180 @@
+//! HTTP layer: the router (every route in one readable list), the ruma request/response glue,
+//! CORS, per-request tracing spans, and the JSON errors for unknown paths and wrong methods.
+
+pub mod admin;
+pub mod client;
+pub mod extract;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{MatchedPath, State},
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, on},
+};
+use bytes::BytesMut;
+use http::{Method, StatusCode, header};
+use ruma::api::{
+    IncomingRequest, OutgoingResponse, OutgoingResponseExt, path_builder::PathBuilder,
+};
+use tower_http::{
+    cors::{Any, CorsLayer},
+    trace::TraceLayer,
+};
+use tracing::Span;
+
+pub use extract::Ruma;
+
+use crate::{error::Error, service::Services};
+
+/// What every handler receives as state.
+pub type AppState = Arc<Services>;
+
+/// A ruma response turned into an HTTP response.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(response) => response
+                .map(|body| axum::body::Body::from(body.freeze()))
+                .into_response(),
+            Err(e) => Error::internal(format!("response serialization: {e}")).into_response(),
+        }
+    }
+}
+
+/// Registers a handler under every path (r0, v3, unstable…) ruma knows for its request type.
+pub trait RumaHandler<Req>: Sized {
+    fn add_to(self, router: Router<AppState>) -> Router<AppState>;
+}
+
+impl<Req, F, Fut, Resp> RumaHandler<Req> for F
+where
+    Req: IncomingRequest + Send + 'static,
+    Req::Authentication: extract::AuthRequirement,
+    F: FnOnce(State<AppState>, Ruma<Req>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
+    Resp: IntoResponse,
+{
+    fn add_to(self, router: Router<AppState>) -> Router<AppState> {
+        let filter =
+            MethodFilter::try_from(Req::METHOD).expect("ruma endpoints use standard methods");
+        Req::PATH_BUILDER.all_paths().fold(router, |router, path| {
+            router.route(path, on(filter, self.clone()))
+        })
+    }
+}
+
+/// `router.ruma(handler)`: adds a ruma-typed handler under all of its paths.
+pub trait RouterExt {
+    fn ruma<Req, H: RumaHandler<Req>>(self, handler: H) -> Self;
+}
+
+impl RouterExt for Router<AppState> {
+    fn ruma<Req, H: RumaHandler<Req>>(self, handler: H) -> Self {
+        handler.add_to(self)
+    }
+}
+
+/// Every route Hearth serves.
+pub fn router(services: AppState) -> Router {
+    use client::{account, devices, discovery, profile, session};
+    let routes = Router::new()
+        // Discovery and capabilities
+        .ruma(discovery::versions)
+        .ruma(discovery::capabilities)
+        .route(
+            "/.well-known/matrix/client",
+            axum::routing::get(discovery::well_known_client),
+        )
+        .route(
+            "/.well-known/matrix/server",
+            axum::routing::get(discovery::well_known_server),
+        )
+        .route(
+            "/.well-known/matrix/support",
+            axum::routing::get(discovery::well_known_support),
+        )
+        // Sessions
+        .ruma(session::login_types)
+        .ruma(session::login)
+        .ruma(session::logout)
+        .ruma(session::logout_all)
+        .ruma(session::refresh)
+        // Accounts
+        .ruma(account::register)
+        .ruma(account::username_available)
+        .ruma(account::registration_token_validity)
+        .ruma(account::whoami)
+        .ruma(account::change_password)
+        .ruma(account::deactivate)
+        // Devices
+        .ruma(devices::list)
+        .ruma(devices::get)
+        .ruma(devices::update)
+        .ruma(devices::delete)
+        .ruma(devices::delete_many)
+        // Profiles
+        .ruma(profile::get_profile)
+        .ruma(profile::get_displayname)
+        .ruma(profile::set_displayname)
+        .ruma(profile::get_avatar_url)
+        .ruma(profile::set_avatar_url)
+        // Synapse-compatible admin API
+        .route(
+            "/_synapse/admin/v1/register",
+            axum::routing::get(admin::register::nonce).post(admin::register::register),
+        )
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(services);
+
+    routes.layer(cors()).layer(
+        TraceLayer::new_for_http()
+            .make_span_with(|request: &http::Request<_>| {
+                let template = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("<unmatched>", MatchedPath::as_str)
+                    .to_owned();
+                tracing::info_span!("request", method = %request.method(), path = %template, status = tracing::field::Empty)
+            })
+            .on_request(())
+            .on_response(|response: &Response, latency: Duration, span: &Span| {
+                span.record("status", response.status().as_u16());
+                tracing::info!(status = response.status().as_u16(), duration_ms = latency.as_secs_f64() * 1000.0, "response");
+            })
+            .on_failure(()),
+    )
+}
+
+/// CORS as the client-server spec asks: any origin, the methods and headers clients use.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::HeaderName::from_static("x-requested-with"),
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+        ])
+}
+
+async fn unrecognized() -> Error {
+    Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request")
+}
+
+async fn method_not_allowed() -> Error {
+    Error::unrecognized(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed for this endpoint",
+    )
+}

@@ -1,0 +1,176 @@
+//! One error type for the whole server, mapped to an HTTP status and a Matrix `errcode`.
+//!
+//! Services return [`Error`]; the API layer turns it into the spec's JSON error body. Internal
+//! failures are logged with their context and answered with a bare 500 `M_UNKNOWN`.
+
+use axum::{
+    Json,
+    response::{IntoResponse, Response},
+};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+/// Shorthand used across services and handlers.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failure a request can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A client-caused failure with a spec errcode.
+    #[error("{errcode}: {message}")]
+    Matrix {
+        status: StatusCode,
+        errcode: &'static str,
+        message: String,
+        extra: Option<Value>,
+    },
+    /// User-interactive auth must continue: the 401 body carries the flows and progress.
+    #[error("user-interactive authentication required")]
+    Uiaa(Value),
+    /// Something broke on our side; the message is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    fn matrix(status: StatusCode, errcode: &'static str, message: impl Into<String>) -> Self {
+        Error::Matrix {
+            status,
+            errcode,
+            message: message.into(),
+            extra: None,
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::FORBIDDEN, "M_FORBIDDEN", message)
+    }
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_BAD_JSON", message)
+    }
+    pub fn not_json(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_NOT_JSON", message)
+    }
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", message)
+    }
+    pub fn missing_param(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_MISSING_PARAM", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::NOT_FOUND, "M_NOT_FOUND", message)
+    }
+    pub fn missing_token() -> Self {
+        Self::matrix(
+            StatusCode::UNAUTHORIZED,
+            "M_MISSING_TOKEN",
+            "Missing access token",
+        )
+    }
+    /// An access token that is unknown or revoked (`soft_logout: false`) or merely expired
+    /// (`soft_logout: true`: the client may refresh or log in again keeping its data).
+    pub fn unknown_token(soft_logout: bool) -> Self {
+        let message = if soft_logout {
+            "Access token has expired"
+        } else {
+            "Unknown access token"
+        };
+        Error::Matrix {
+            status: StatusCode::UNAUTHORIZED,
+            errcode: "M_UNKNOWN_TOKEN",
+            message: message.into(),
+            extra: Some(json!({ "soft_logout": soft_logout })),
+        }
+    }
+    pub fn user_in_use() -> Self {
+        Self::matrix(
+            StatusCode::BAD_REQUEST,
+            "M_USER_IN_USE",
+            "User ID already taken",
+        )
+    }
+    pub fn invalid_username(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_INVALID_USERNAME", message)
+    }
+    pub fn user_deactivated() -> Self {
+        Self::matrix(
+            StatusCode::FORBIDDEN,
+            "M_USER_DEACTIVATED",
+            "This account has been deactivated",
+        )
+    }
+    pub fn too_large(limit: usize) -> Self {
+        Self::matrix(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "M_TOO_LARGE",
+            format!("Request body is larger than the limit of {limit} bytes"),
+        )
+    }
+    pub fn unrecognized(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::matrix(status, "M_UNRECOGNIZED", message)
+    }
+    pub fn limit_exceeded(retry_after_ms: u64) -> Self {
+        Error::Matrix {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            errcode: "M_LIMIT_EXCEEDED",
+            message: "Too many requests".into(),
+            extra: Some(json!({ "retry_after_ms": retry_after_ms })),
+        }
+    }
+    pub fn guest_access_forbidden() -> Self {
+        Self::matrix(
+            StatusCode::FORBIDDEN,
+            "M_GUEST_ACCESS_FORBIDDEN",
+            "Guest access is not enabled",
+        )
+    }
+    pub fn unknown(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::matrix(status, "M_UNKNOWN", message)
+    }
+    pub fn weak_password(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_WEAK_PASSWORD", message)
+    }
+    pub fn internal(context: impl std::fmt::Display) -> Self {
+        Error::Internal(context.to_string())
+    }
+
+    /// The Matrix errcode, for tests and logs.
+    pub fn errcode(&self) -> &'static str {
+        match self {
+            Error::Matrix { errcode, .. } => errcode,
+            Error::Uiaa(_) => "M_FORBIDDEN",
+            Error::Internal(_) => "M_UNKNOWN",
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for Error {
+    fn from(e: crate::storage::StorageError) -> Self {
+        Error::Internal(format!("storage: {e}"))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match self {
+            Error::Matrix {
+                status,
+                errcode,
+                message,
+                extra,
+            } => {
+                let mut body = json!({ "errcode": errcode, "error": message });
+                if let (Some(Value::Object(extra)), Some(obj)) = (extra, body.as_object_mut()) {
+                    obj.extend(extra);
+                }
+                (status, Json(body)).into_response()
+            }
+            Error::Uiaa(body) => (StatusCode::UNAUTHORIZED, Json(body)).into_response(),
+            Error::Internal(context) => {
+                tracing::error!(%context, "internal error");
+                let body = json!({ "errcode": "M_UNKNOWN", "error": "Internal server error" });
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Hearth, a Matrix homeserver: one binary, embedded RocksDB.
+//!
+//! [`Server::start`] is the single entry point used by `hearth serve` and by the integration
+//! tests: it opens the database, builds the services and serves HTTP until shut down.
+
+pub mod admin;
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod service;
+pub mod storage;
+pub mod util;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+pub use config::Config;
+use service::Services;
+use storage::Db;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the admin socket {path}: {source}")]
+    AdminSocket {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Services(error::Error),
+}
+
+/// Namespace for [`Server::start`].
+pub struct Server;
+
+/// A started server. Dropping it without [`RunningServer::shutdown`] leaves it running until
+/// the runtime ends.
+pub struct RunningServer {
+    client_addr: SocketAddr,
+    services: Weak<Services>,
+    stop: watch::Sender<bool>,
+    http_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+    db: Db,
+}
+
+impl Server {
+    /// Opens storage, binds the listeners and starts serving.
+    pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+        let config = Arc::new(config);
+        let db = {
+            let path = config.database_path.clone();
+            let storage = config.storage.clone();
+            tokio::task::spawn_blocking(move || Db::open(&path, &storage))
+                .await
+                .map_err(|e| StartError::Services(error::Error::internal(e)))??
+        };
+        let services =
+            Arc::new(Services::new(config.clone(), db.clone()).map_err(StartError::Services)?);
+
+        let addr = SocketAddr::new(config.address, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let client_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr, source })?;
+
+        let admin_task =
+            admin::serve(services.clone()).map_err(|source| StartError::AdminSocket {
+                path: admin::socket_path(&config).display().to_string(),
+                source,
+            })?;
+
+        let (stop, mut stopped) = watch::channel(false);
+        let app = api::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let http_task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        tracing::info!(%client_addr, server_name = %config.server_name, "hearth is listening");
+        Ok(RunningServer {
+            client_addr,
+            services: Arc::downgrade(&services),
+            stop,
+            http_task,
+            admin_task,
+            db,
+        })
+    }
+}
+
+/// Longest a shutdown waits for in-flight requests before closing storage anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+impl RunningServer {
+    /// Where the client API listens (useful with port 0).
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, flushes and closes the database.
+    /// When this returns, the data dir can be opened again.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.admin_task.abort();
+        let _ = self.admin_task.await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.http_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still running after the grace period; closing anyway");
+        }
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "flushing the database at shutdown failed");
+        }
+        let _ = std::fs::remove_file(match self.services.upgrade() {
+            Some(services) => admin::socket_path(&services.config),
+            None => std::path::PathBuf::new(),
+        });
+        drop(self.db);
+        // The database closes when the last handle goes; requests finishing on other tasks may
+        // still hold one for a moment.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while self.services.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!("hearth stopped");
+    }
+}

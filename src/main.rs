@@ -1,0 +1,244 @@
+//! The `hearth` command line: `serve`, `user …`, `config check`, `version`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use hearth::{
+    Config, Server,
+    admin::{self, AdminCommand, AdminReply},
+};
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "A Matrix homeserver")]
+struct Cli {
+    /// Configuration file (TOML). Without it, defaults and HEARTH_* variables apply.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the homeserver.
+    Serve,
+    /// Manage local accounts (works whether or not the server is running).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. Without --password-file a random password is generated and printed.
+    Create {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Set a new password and log out all of the user's devices.
+    ResetPassword {
+        name: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List accounts.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print the effective values (secrets hidden).
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Version = cli.command {
+        println!("hearth {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => runtime.block_on(serve(config)),
+        Command::User { command } => runtime.block_on(user(config, command)),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => config_check(&config),
+        Command::Version => unreachable!("handled above"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    init_logging(&config);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let server = Server::start(config).await.map_err(|e| e.to_string())?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn read_password(file: Option<&PathBuf>) -> Result<(String, bool), String> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let password = text.trim_end_matches(['\n', '\r']).to_owned();
+            if password.is_empty() {
+                return Err(format!("{} holds an empty password", path.display()));
+            }
+            Ok((password, false))
+        }
+        None => Ok((hearth::util::random_alphanumeric(20), true)),
+    }
+}
+
+async fn user(config: Config, command: UserCommand) -> Result<(), String> {
+    let (command, generated) = match command {
+        UserCommand::Create {
+            name,
+            admin,
+            password_file,
+        } => {
+            let (password, generated) = read_password(password_file.as_ref())?;
+            (
+                AdminCommand::CreateUser {
+                    name,
+                    admin,
+                    password: password.clone(),
+                },
+                generated.then_some(password),
+            )
+        }
+        UserCommand::ResetPassword {
+            name,
+            password_file,
+        } => {
+            let (password, generated) = read_password(password_file.as_ref())?;
+            (
+                AdminCommand::ResetPassword {
+                    name,
+                    password: password.clone(),
+                },
+                generated.then_some(password),
+            )
+        }
+        UserCommand::List => (AdminCommand::ListUsers, None),
+    };
+    let reply = match admin::send(&config, &command).await {
+        Ok(Some(reply)) => reply,
+        Ok(None) => run_offline(config, command).await?,
+        Err(e) => return Err(format!("cannot talk to the running server: {e}")),
+    };
+    match reply {
+        AdminReply::Created { user_id } => println!("created {user_id}"),
+        AdminReply::PasswordReset { user_id } => {
+            println!("password of {user_id} reset; its devices are logged out")
+        }
+        AdminReply::Users { users } => {
+            for user in users {
+                let flags = match (user.admin, user.deactivated) {
+                    (true, true) => " (admin, deactivated)",
+                    (true, false) => " (admin)",
+                    (false, true) => " (deactivated)",
+                    (false, false) => "",
+                };
+                println!("{}{flags}", user.user_id);
+            }
+        }
+        AdminReply::Failed { error } => return Err(error),
+    }
+    if let Some(password) = generated {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+/// No server is running: open the database in this process and run the command here.
+async fn run_offline(config: Config, command: AdminCommand) -> Result<AdminReply, String> {
+    let config = std::sync::Arc::new(config);
+    let db = hearth::storage::Db::open(&config.database_path, &config.storage)
+        .map_err(|e| e.to_string())?;
+    let services = hearth::service::Services::new(config, db.clone()).map_err(|e| e.to_string())?;
+    let reply = admin::execute(&services, command).await;
+    db.flush().map_err(|e| e.to_string())?;
+    Ok(reply)
+}
+
+fn config_check(config: &Config) -> Result<(), String> {
+    let mut shown = config.clone();
+    for secret in [
+        &mut shown.registration_token,
+        &mut shown.registration_shared_secret,
+    ] {
+        if secret.is_some() {
+            *secret = Some("<hidden>".to_owned());
+        }
+    }
+    let text = toml::to_string_pretty(&shown).map_err(|e| e.to_string())?;
+    println!("{text}");
+    for warning in config.warnings() {
+        println!("# warning: {warning}");
+    }
+    println!("# configuration is valid");
+    Ok(())
+}

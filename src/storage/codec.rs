@@ -1,0 +1,96 @@
+//! Key codec: the single place that turns typed keys into RocksDB bytes and back.
+//!
+//! Composite keys join their parts with 0xFF, a byte that never occurs in UTF-8, so a prefix
+//! scan over the first part finds exactly its rows and byte order follows part order.
+
+/// Separator between the parts of a composite key.
+pub const SEPARATOR: u8 = 0xFF;
+
+/// A value usable as a table key.
+pub trait KeyCodec: Sized {
+    /// Appends the key's bytes to `out`.
+    fn encode_into(&self, out: &mut Vec<u8>);
+    /// Reads a key back; `None` for bytes that are not a valid key of this type.
+    fn decode(bytes: &[u8]) -> Option<Self>;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+}
+
+impl KeyCodec for String {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        String::from_utf8(bytes.to_vec()).ok()
+    }
+}
+
+impl KeyCodec for [u8; 32] {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok()
+    }
+}
+
+/// Big-endian, so numeric order is byte order.
+impl KeyCodec for u64 {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(u64::from_be_bytes(bytes.try_into().ok()?))
+    }
+}
+
+/// Two UTF-8 parts, e.g. (localpart, device id).
+impl KeyCodec for (String, String) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+        out.push(SEPARATOR);
+        out.extend_from_slice(self.1.as_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let split = bytes.iter().position(|b| *b == SEPARATOR)?;
+        let first = std::str::from_utf8(&bytes[..split]).ok()?;
+        let second = std::str::from_utf8(&bytes[split + 1..]).ok()?;
+        Some((first.to_owned(), second.to_owned()))
+    }
+}
+
+/// The prefix that selects every composite key whose first part is `first`.
+pub fn prefix(first: &str) -> Vec<u8> {
+    let mut out = first.as_bytes().to_vec();
+    out.push(SEPARATOR);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composite_keys_round_trip_and_prefix_matches() {
+        let key = ("alice".to_owned(), "DEVICE".to_owned());
+        let bytes = key.encode();
+        assert_eq!(<(String, String)>::decode(&bytes), Some(key));
+        assert!(bytes.starts_with(&prefix("alice")));
+        assert!(
+            !("alice2".to_owned(), "X".to_owned())
+                .encode()
+                .starts_with(&prefix("alice"))
+        );
+    }
+
+    #[test]
+    fn numbers_sort_as_bytes() {
+        assert!(255u64.encode() < 256u64.encode());
+        assert_eq!(u64::decode(&7u64.encode()), Some(7));
+        assert_eq!(u64::decode(b"short"), None);
+    }
+}

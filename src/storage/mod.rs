@@ -1,0 +1,320 @@
+//! Storage: the only code that knows RocksDB. A [`Db`] with one column family per table
+//! (see [`schema`]), typed [`Table`]s, and atomic [`Batch`]es.
+
+pub mod codec;
+pub mod schema;
+
+use std::{marker::PhantomData, path::Path, sync::Arc};
+
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, WriteOptions};
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use codec::KeyCodec;
+pub use schema::{Cf, SCHEMA_VERSION};
+
+use crate::config::StorageConfig;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(
+        "the database at {0} is in use by another hearth process; stop it first, or talk to it \
+         through its admin socket"
+    )]
+    InUse(String),
+    #[error(
+        "the database at {path} has schema version {found}, newer than this hearth understands \
+         ({supported}); run a newer hearth"
+    )]
+    TooNew {
+        path: String,
+        found: u64,
+        supported: u64,
+    },
+    #[error("{0}")]
+    Io(String),
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt value in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// The open database. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+struct DbInner {
+    rocks: DB,
+    write_options: WriteOptions,
+}
+
+const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
+
+impl Db {
+    /// Opens (or creates) the database at `path`, creating missing column families and checking
+    /// the schema version.
+    pub fn open(path: &Path, config: &StorageConfig) -> StorageResult<Db> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| StorageError::Io(format!("cannot create {}: {e}", path.display())))?;
+        let cache = Cache::new_lru_cache(config.cache_size_mib.max(1) * 1024 * 1024);
+        let mut table_options = BlockBasedOptions::default();
+        table_options.set_block_cache(&cache);
+        table_options.set_bloom_filter(10.0, false);
+        let mut cf_options = Options::default();
+        cf_options.set_block_based_table_factory(&table_options);
+        cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+
+        let mut db_options = cf_options.clone();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_max_background_jobs(2);
+        db_options.set_keep_log_file_num(3);
+
+        let descriptors = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options.clone()));
+        let rocks = DB::open_cf_descriptors(&db_options, path, descriptors).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("lock") || text.contains("LOCK") {
+                StorageError::InUse(path.display().to_string())
+            } else {
+                StorageError::Rocks(e)
+            }
+        })?;
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(config.sync_writes);
+        let db = Db {
+            inner: Arc::new(DbInner {
+                rocks,
+                write_options,
+            }),
+        };
+        db.check_schema_version(path)?;
+        Ok(db)
+    }
+
+    fn check_schema_version(&self, path: &Path) -> StorageResult<()> {
+        let meta = self.cf(Cf::Meta);
+        let stored = self.inner.rocks.get_cf(meta, SCHEMA_VERSION_KEY)?;
+        match stored {
+            None => {
+                // A fresh database: stamp it with the current layout.
+                self.inner.rocks.put_cf_opt(
+                    meta,
+                    SCHEMA_VERSION_KEY,
+                    SCHEMA_VERSION.to_be_bytes(),
+                    &self.inner.write_options,
+                )?;
+            }
+            Some(bytes) => {
+                let found = u64::decode(&bytes).ok_or_else(|| StorageError::Corrupt {
+                    table: "meta",
+                    detail: "schema_version is not a u64".into(),
+                })?;
+                if found > SCHEMA_VERSION {
+                    return Err(StorageError::TooNew {
+                        path: path.display().to_string(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                // Versions below SCHEMA_VERSION would be migrated here; version 1 is the first.
+            }
+        }
+        Ok(())
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.inner
+            .rocks
+            .cf_handle(cf.name())
+            .expect("every column family is created at open")
+    }
+
+    /// A typed view of one column family.
+    pub fn table<K: KeyCodec, V: Serialize + DeserializeOwned>(&self, cf: Cf) -> Table<K, V> {
+        Table {
+            db: self.clone(),
+            cf,
+            _types: PhantomData,
+        }
+    }
+
+    /// Starts an atomic batch of writes.
+    pub fn batch(&self) -> Batch {
+        Batch {
+            inner: rocksdb::WriteBatch::default(),
+        }
+    }
+
+    /// Commits a batch: all of its writes land, or none.
+    pub fn write(&self, batch: Batch) -> StorageResult<()> {
+        self.inner
+            .rocks
+            .write_opt(batch.inner, &self.inner.write_options)?;
+        Ok(())
+    }
+
+    /// Flushes memtables and the WAL to disk (used at shutdown).
+    pub fn flush(&self) -> StorageResult<()> {
+        self.inner.rocks.flush_wal(true)?;
+        for cf in Cf::ALL {
+            self.inner.rocks.flush_cf(self.cf(*cf))?;
+        }
+        Ok(())
+    }
+}
+
+/// A set of writes committed together by [`Db::write`].
+pub struct Batch {
+    inner: rocksdb::WriteBatch,
+}
+
+/// A column family seen as a map from `K` to `V` (values are JSON).
+pub struct Table<K, V> {
+    db: Db,
+    cf: Cf,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for Table<K, V> {
+    fn clone(&self) -> Self {
+        Table {
+            db: self.db.clone(),
+            cf: self.cf,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
+    fn decode_value(&self, bytes: &[u8]) -> StorageResult<V> {
+        serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt {
+            table: self.cf.name(),
+            detail: e.to_string(),
+        })
+    }
+
+    fn encode_value(value: &V) -> Vec<u8> {
+        serde_json::to_vec(value).expect("records always serialize")
+    }
+
+    /// Reads one value.
+    pub fn get(&self, key: &K) -> StorageResult<Option<V>> {
+        let rocks = &self.db.inner.rocks;
+        match rocks.get_pinned_cf(self.db.cf(self.cf), key.encode())? {
+            Some(bytes) => Ok(Some(self.decode_value(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a key is present.
+    pub fn contains(&self, key: &K) -> StorageResult<bool> {
+        Ok(self
+            .db
+            .inner
+            .rocks
+            .get_pinned_cf(self.db.cf(self.cf), key.encode())?
+            .is_some())
+    }
+
+    /// Adds a write of `key → value` to `batch`.
+    pub fn put(&self, batch: &mut Batch, key: &K, value: &V) {
+        batch
+            .inner
+            .put_cf(self.db.cf(self.cf), key.encode(), Self::encode_value(value));
+    }
+
+    /// Adds a deletion of `key` to `batch`.
+    pub fn delete(&self, batch: &mut Batch, key: &K) {
+        batch.inner.delete_cf(self.db.cf(self.cf), key.encode());
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> StorageResult<Vec<(K, V)>> {
+        let rocks = &self.db.inner.rocks;
+        let mut out = Vec::new();
+        for item in rocks.prefix_iterator_cf(self.db.cf(self.cf), prefix) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let key = K::decode(&key).ok_or_else(|| StorageError::Corrupt {
+                table: self.cf.name(),
+                detail: "undecodable key".into(),
+            })?;
+            out.push((key, self.decode_value(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// Every entry of the table, in key order.
+    pub fn scan_all(&self) -> StorageResult<Vec<(K, V)>> {
+        self.scan_prefix(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_is_atomic_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StorageConfig::default();
+        {
+            let db = Db::open(dir.path(), &config).unwrap();
+            let users: Table<String, u32> = db.table(Cf::Users);
+            let mut batch = db.batch();
+            users.put(&mut batch, &"a".into(), &1);
+            users.put(&mut batch, &"b".into(), &2);
+            assert_eq!(
+                users.get(&"a".into()).unwrap(),
+                None,
+                "nothing visible before commit"
+            );
+            db.write(batch).unwrap();
+            db.flush().unwrap();
+        }
+        let db = Db::open(dir.path(), &config).unwrap();
+        let users: Table<String, u32> = db.table(Cf::Users);
+        assert_eq!(
+            users.scan_all().unwrap(),
+            vec![("a".into(), 1), ("b".into(), 2)]
+        );
+    }
+
+    #[test]
+    fn second_open_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+        let second = Db::open(dir.path(), &StorageConfig::default());
+        assert!(
+            matches!(second, Err(StorageError::InUse(_))),
+            "{:?}",
+            second.err()
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+            db.inner
+                .rocks
+                .put_cf(
+                    db.cf(Cf::Meta),
+                    SCHEMA_VERSION_KEY,
+                    (SCHEMA_VERSION + 1).to_be_bytes(),
+                )
+                .unwrap();
+        }
+        let reopened = Db::open(dir.path(), &StorageConfig::default());
+        assert!(matches!(reopened, Err(StorageError::TooNew { .. })));
+    }
+}

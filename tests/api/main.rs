@@ -1,0 +1,13 @@
+//! Integration tests: each starts a real server on 127.0.0.1:0 in a temp dir and talks HTTP.
+
+mod accounts;
+mod admin;
+mod common;
+mod devices;
+mod discovery;
+mod errors;
+mod login;
+mod profile;
+mod refresh;
+mod register;
+mod restart;

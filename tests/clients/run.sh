@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs a real Matrix client library (matrix-nio, from PyPI) against a freshly started hearth
+# process: the admin CLI creates a user through the admin socket, nio registers another, logs
+# in, reads and writes the profile, lists devices and logs out; then the server must stop
+# cleanly on SIGTERM.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+target="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
+venv="${HEARTH_CLIENT_VENV:-$HOME/.cache/hearth-venv}"
+nio_version="0.26.0"
+
+if ! "$venv/bin/python" -c 'import nio' >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "matrix-nio==$nio_version"
+fi
+cargo build -q --bin hearth
+
+work="$(mktemp -d)"
+pid=""
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+cat > "$work/hearth.toml" <<EOT
+database_path = "$work/db"
+port = $port
+allow_registration = true
+[rate_limits]
+enabled = false
+EOT
+
+"$target/debug/hearth" --config "$work/hearth.toml" serve > "$work/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/_matrix/client/versions')" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+
+printf 'admin-made-pw\n' > "$work/pw"
+"$target/debug/hearth" --config "$work/hearth.toml" user create cli-user --password-file "$work/pw"
+
+status=0
+"$venv/bin/python" tests/clients/nio_client.py "http://127.0.0.1:$port" || status=$?
+
+kill -TERM "$pid"
+server_status=0
+wait "$pid" || server_status=$?
+pid=""
+if [ "$server_status" != 0 ]; then
+  echo "hearth exited with $server_status after SIGTERM" >&2
+  status=1
+fi
+if [ "$status" != 0 ]; then
+  echo "--- server log ---" >&2
+  tail -n 50 "$work/server.log" >&2
+fi
+exit "$status"
