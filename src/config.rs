@@ -35,6 +35,8 @@ pub struct Config {
     /// Lifetime of access tokens issued together with a refresh token, in seconds.
     /// 0 disables refresh tokens: access tokens then never expire.
     pub access_token_lifetime_secs: u64,
+    /// Room version of new rooms when the client does not ask for one.
+    pub default_room_version: String,
     pub storage: StorageConfig,
     pub password_hash: PasswordHashConfig,
     pub rate_limits: RateLimitConfig,
@@ -116,6 +118,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             max_request_size: 1024 * 1024,
             access_token_lifetime_secs: 0,
+            default_room_version: "10".to_owned(),
             storage: StorageConfig::default(),
             password_hash: PasswordHashConfig::default(),
             rate_limits: RateLimitConfig::default(),
@@ -207,6 +210,12 @@ impl Config {
                 self.server_name
             ))
         })?;
+        if !["6", "7", "8", "9", "10", "11", "12"].contains(&self.default_room_version.as_str()) {
+            return Err(ConfigError(format!(
+                "default_room_version {:?} is not one of the supported versions 6–12",
+                self.default_room_version
+            )));
+        }
         if self.max_request_size < 1024 {
             return Err(ConfigError(
                 "max_request_size must be at least 1024 bytes".into(),

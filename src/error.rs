@@ -130,6 +130,22 @@ impl Error {
     pub fn weak_password(message: impl Into<String>) -> Self {
         Self::matrix(StatusCode::BAD_REQUEST, "M_WEAK_PASSWORD", message)
     }
+    pub fn unsupported_room_version(message: impl Into<String>) -> Self {
+        Self::matrix(
+            StatusCode::BAD_REQUEST,
+            "M_UNSUPPORTED_ROOM_VERSION",
+            message,
+        )
+    }
+    pub fn room_in_use(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_ROOM_IN_USE", message)
+    }
+    pub fn invalid_room_state(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_INVALID_ROOM_STATE", message)
+    }
+    pub fn bad_alias(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_BAD_ALIAS", message)
+    }
     pub fn internal(context: impl std::fmt::Display) -> Self {
         Error::Internal(context.to_string())
     }

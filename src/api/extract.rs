@@ -16,6 +16,7 @@ use ruma::api::{
         NoAuthentication,
     },
     error::{DeserializationError, FromHttpRequestError},
+    path_builder::PathBuilder,
 };
 
 use crate::{api::AppState, error::Error, service::sessions::Session};
@@ -179,7 +180,15 @@ where
         if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
             return Err(Error::not_json("Request body is not valid JSON"));
         }
-        let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        // Routes registered without their trailing `{state_key}` mean the empty state key.
+        let expected = T::PATH_BUILDER
+            .all_paths()
+            .next()
+            .map_or(0, |p| p.matches('{').count());
+        while args.len() < expected {
+            args.push("");
+        }
         let http_request = http::Request::from_parts(parts, bytes.as_ref());
         let body = T::try_from_http_request(http_request, &args).map_err(parse_error)?;
         Ok(Ruma {

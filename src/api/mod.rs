@@ -62,7 +62,15 @@ where
         let filter =
             MethodFilter::try_from(Req::METHOD).expect("ruma endpoints use standard methods");
         Req::PATH_BUILDER.all_paths().fold(router, |router, path| {
-            router.route(path, on(filter, self.clone()))
+            let router = router.route(path, on(filter, self.clone()));
+            // State endpoints with an empty state key are also called without the last
+            // segment (`…/state/m.room.name` and `…/state/m.room.name/`).
+            match path.strip_suffix("/{state_key}") {
+                Some(short) => router
+                    .route(short, on(filter, self.clone()))
+                    .route(&format!("{short}/"), on(filter, self.clone())),
+                None => router,
+            }
         })
     }
 }
@@ -80,7 +88,7 @@ impl RouterExt for Router<AppState> {
 
 /// Every route Hearth serves.
 pub fn router(services: AppState) -> Router {
-    use client::{account, devices, discovery, profile, session};
+    use client::{account, devices, directory, discovery, events, profile, rooms, session};
     let routes = Router::new()
         // Discovery and capabilities
         .ruma(discovery::versions)
@@ -122,6 +130,34 @@ pub fn router(services: AppState) -> Router {
         .ruma(profile::set_displayname)
         .ruma(profile::get_avatar_url)
         .ruma(profile::set_avatar_url)
+        // Rooms and membership
+        .ruma(rooms::create)
+        .ruma(rooms::joined)
+        .ruma(rooms::join_by_id_or_alias)
+        .ruma(rooms::join_by_id)
+        .ruma(rooms::invite)
+        .ruma(rooms::leave)
+        .ruma(rooms::kick)
+        .ruma(rooms::ban)
+        .ruma(rooms::unban)
+        .ruma(rooms::forget)
+        .ruma(rooms::members)
+        .ruma(rooms::joined_members)
+        // Events
+        .ruma(events::send)
+        .ruma(events::put_state)
+        .ruma(events::get_state_event)
+        .ruma(events::get_state)
+        .ruma(events::get_event)
+        .ruma(events::messages)
+        .ruma(events::redact)
+        // Aliases and directory
+        .ruma(directory::put_alias)
+        .ruma(directory::get_alias)
+        .ruma(directory::delete_alias)
+        .ruma(directory::room_aliases)
+        .ruma(directory::get_visibility)
+        .ruma(directory::set_visibility)
         // Synapse-compatible admin API
         .route(
             "/_synapse/admin/v1/register",

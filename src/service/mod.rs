@@ -1,9 +1,11 @@
 //! Domain logic, free of HTTP: one struct per area owning its tables, gathered in [`Services`].
 
 pub mod accounts;
+pub mod keys;
 pub mod password;
 pub mod profiles;
 pub mod ratelimit;
+pub mod rooms;
 pub mod sessions;
 pub mod shared_secret;
 pub mod uiaa;
@@ -11,7 +13,11 @@ pub mod users;
 
 use std::sync::Arc;
 
-use crate::{config::Config, error::Result, storage::Db};
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    storage::Db,
+};
 
 /// Every service, built once at start and shared by all requests.
 pub struct Services {
@@ -23,12 +29,19 @@ pub struct Services {
     pub uiaa: uiaa::UiaaService,
     pub rate_limiter: ratelimit::RateLimiter,
     pub shared_secret: shared_secret::SharedSecretRegistration,
+    pub keys: Arc<keys::ServerKeys>,
+    pub rooms: rooms::RoomService,
+    pub aliases: rooms::aliases::AliasService,
 }
 
 impl Services {
     pub fn new(config: Arc<Config>, db: Db) -> Result<Self> {
         let hasher = password::PasswordHasherService::new(&config.password_hash)?;
+        let keys = Arc::new(keys::ServerKeys::load_or_create(&db, config.server_name())?);
         Ok(Self {
+            rooms: rooms::RoomService::new(db.clone(), keys.clone()),
+            aliases: rooms::aliases::AliasService::new(db.clone()),
+            keys,
             users: users::UserService::new(db.clone(), config.server_name(), hasher),
             sessions: sessions::SessionService::new(db.clone(), config.access_token_lifetime_secs),
             profiles: profiles::ProfileService::new(db.clone()),
@@ -38,5 +51,18 @@ impl Services {
             db,
             config,
         })
+    }
+}
+
+impl Services {
+    /// Runs blocking service code (RocksDB writes, signing) off the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Services) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let services = self.clone();
+        tokio::task::spawn_blocking(move || work(&services))
+            .await
+            .map_err(|e| Error::internal(format!("blocking task: {e}")))?
     }
 }

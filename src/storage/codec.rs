@@ -48,6 +48,22 @@ impl KeyCodec for u64 {
     }
 }
 
+/// Two numbers, e.g. (short room id, stream count): 16 bytes, ordered by the first then the
+/// second.
+impl KeyCodec for (u64, u64) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_be_bytes());
+        out.extend_from_slice(&self.1.to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (first, second) = (bytes.get(..8)?, bytes.get(8..)?);
+        Some((
+            u64::from_be_bytes(first.try_into().ok()?),
+            u64::from_be_bytes(second.try_into().ok()?),
+        ))
+    }
+}
+
 /// Two UTF-8 parts, e.g. (localpart, device id).
 impl KeyCodec for (String, String) {
     fn encode_into(&self, out: &mut Vec<u8>) {

@@ -2,50 +2,81 @@
 //!
 //! Keys are built only through `storage::codec`; values are JSON documents of the record types
 //! named here unless said otherwise. Bump [`SCHEMA_VERSION`] and add a migration in
-//! `storage::migrate` whenever a layout below changes.
+//! `storage::migrate` whenever a layout below changes. Adding a new table needs no bump: missing
+//! column families are created empty at open.
 
 /// Version of the on-disk layout described in this file.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// One column family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Cf {
-    /// Server-wide values. Key: ASCII name (`schema_version`, …). Value: per key
-    /// (`schema_version` is a big-endian u64).
-    Meta,
-    /// Accounts. Key: user localpart (UTF-8). Value: `service::users::UserRecord`.
-    Users,
-    /// Profiles. Key: user localpart. Value: `service::profiles::ProfileRecord`.
-    Profiles,
-    /// Devices. Key: localpart ‖ 0xFF ‖ device id. Value: `service::sessions::DeviceRecord`.
-    Devices,
-    /// Access tokens. Key: SHA-256 of the token (32 bytes). Value:
-    /// `service::sessions::AccessTokenRecord`. The token itself is never stored.
-    AccessTokens,
-    /// Refresh tokens. Key: SHA-256 of the token. Value: `service::sessions::RefreshTokenRecord`.
-    RefreshTokens,
+/// Declares the column families once: the enum, [`Cf::ALL`] and [`Cf::name`] cannot drift apart.
+macro_rules! column_families {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// One column family.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Cf {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Cf {
+            /// Every column family, in creation order.
+            pub const ALL: &'static [Cf] = &[$(Cf::$variant,)*];
+
+            /// The RocksDB name of the column family.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Cf::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl Cf {
-    /// Every column family, in creation order.
-    pub const ALL: &'static [Cf] = &[
-        Cf::Meta,
-        Cf::Users,
-        Cf::Profiles,
-        Cf::Devices,
-        Cf::AccessTokens,
-        Cf::RefreshTokens,
-    ];
-
-    /// The RocksDB name of the column family.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cf::Meta => "meta",
-            Cf::Users => "users",
-            Cf::Profiles => "profiles",
-            Cf::Devices => "devices",
-            Cf::AccessTokens => "access_tokens",
-            Cf::RefreshTokens => "refresh_tokens",
-        }
-    }
+column_families! {
+    /// Server-wide values. Key: ASCII name (`schema_version`, …). Value: per key
+    /// (`schema_version` is a big-endian u64).
+    Meta => "meta",
+    /// Accounts. Key: user localpart (UTF-8). Value: `service::users::UserRecord`.
+    Users => "users",
+    /// Profiles. Key: user localpart. Value: `service::profiles::ProfileRecord`.
+    Profiles => "profiles",
+    /// Devices. Key: localpart ‖ 0xFF ‖ device id. Value: `service::sessions::DeviceRecord`.
+    Devices => "devices",
+    /// Access tokens. Key: SHA-256 of the token (32 bytes). Value:
+    /// `service::sessions::AccessTokenRecord`. The token itself is never stored.
+    AccessTokens => "access_tokens",
+    /// Refresh tokens. Key: SHA-256 of the token. Value: `service::sessions::RefreshTokenRecord`.
+    RefreshTokens => "refresh_tokens",
+    /// Room id → short room id. Key: room id. Value: u64.
+    RoomShortIds => "room_short_ids",
+    /// Event id → where the event lives. Key: event id. Value: `service::rooms::EventLocation`.
+    EventIndex => "event_index",
+    /// Short event id → event id. Key: u64. Value: event id string.
+    EventIdsByShort => "event_ids_by_short",
+    /// (event type, state key) → short state key. Key: type ‖ 0xFF ‖ state key. Value: u64.
+    StateKeyShortIds => "state_key_short_ids",
+    /// Short state key → (event type, state key). Key: u64. Value: [type, state key].
+    StateKeysByShort => "state_keys_by_short",
+    /// The timeline. Key: short room id ‖ stream count (16 bytes, big-endian, so RocksDB order
+    /// is room order then time order). Value: the PDU as canonical JSON plus `event_id` and
+    /// `room_id` fields.
+    Pdus => "pdus",
+    /// State snapshots as deltas. Key: short state hash (u64). Value:
+    /// `service::rooms::state::StateDelta` (parent snapshot, added and removed entries).
+    StateSnapshots => "state_snapshots",
+    /// State before each event. Key: short event id. Value: short state hash.
+    EventStateBefore => "event_state_before",
+    /// Per-room bookkeeping. Key: short room id. Value: `service::rooms::RoomRecord`
+    /// (version, current snapshot, forward extremities, depth).
+    Rooms => "rooms",
+    /// Current room state. Key: short room id ‖ short state key (16 bytes). Value: short event id.
+    CurrentState => "current_state",
+    /// Rooms of each user. Key: user id ‖ 0xFF ‖ room id. Value: `service::rooms::Membership`.
+    UserRooms => "user_rooms",
+    /// Transaction ids of sent events. Key: user id ‖ 0xFF ‖ JSON `[device, room, txn]`.
+    /// Value: event id.
+    TransactionIds => "transaction_ids",
+    /// Room aliases. Key: alias. Value: `service::rooms::aliases::AliasRecord`.
+    Aliases => "aliases",
+    /// Rooms published in the room directory. Key: room id. Value: `true`.
+    PublicRooms => "public_rooms",
 }

@@ -11,3 +11,4 @@ mod profile;
 mod refresh;
 mod register;
 mod restart;
+mod rooms;

@@ -2,6 +2,9 @@
 
 pub mod account;
 pub mod devices;
+pub mod directory;
 pub mod discovery;
+pub mod events;
 pub mod profile;
+pub mod rooms;
 pub mod session;

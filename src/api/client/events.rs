@@ -1,0 +1,228 @@
+//! Sending and reading room events: send, state, single events, `/messages`, redaction.
+
+use axum::{Json, extract::State};
+use ruma::{
+    api::{
+        Direction as RumaDirection,
+        client::{
+            message::{get_message_events, send_message_event},
+            redact::redact_event,
+            room::get_room_event,
+            state::{get_state_event_for_key, get_state_events, send_state_event},
+        },
+    },
+    events::TimelineEventType,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    api::{AppState, Ruma},
+    error::{Error, Result},
+    service::rooms::{
+        NewEvent,
+        read::{Direction, EventFilter},
+    },
+};
+
+fn content_of<T>(raw: &ruma::serde::Raw<T>) -> Result<Value> {
+    let value: Value =
+        serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))?;
+    if !value.is_object() {
+        return Err(Error::bad_json("Event content must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// Content rules the spec sets beyond the authorization rules.
+fn check_content(kind: &str, content: &Value) -> Result<()> {
+    if kind == "m.room.message" && (!content["msgtype"].is_string() || !content["body"].is_string())
+    {
+        return Err(Error::bad_json(
+            "m.room.message needs string msgtype and body",
+        ));
+    }
+    Ok(())
+}
+
+/// `PUT /rooms/{roomId}/send/{eventType}/{txnId}`
+pub async fn send(
+    State(services): State<AppState>,
+    request: Ruma<send_message_event::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let kind = body.event_type.to_string();
+    let content = content_of(&body.body)?;
+    check_content(&kind, &content)?;
+    let event = NewEvent {
+        kind: TimelineEventType::from(kind),
+        content,
+        state_key: None,
+        redacts: None,
+        txn: Some((session.device_id.to_string(), body.txn_id.to_string())),
+    };
+    let room_id = body.room_id;
+    let pdu = services
+        .blocking(move |s| s.rooms.append(&room_id, &session.user_id, event))
+        .await?;
+    Ok(Json(json!({ "event_id": pdu.event_id })))
+}
+
+/// `PUT /rooms/{roomId}/state/{eventType}/{stateKey}`
+pub async fn put_state(
+    State(services): State<AppState>,
+    request: Ruma<send_state_event::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let kind = body.event_type.to_string();
+    let content = content_of(&body.body)?;
+    check_content(&kind, &content)?;
+    if kind == "m.room.canonical_alias" {
+        services.check_canonical_alias_content(&body.room_id, &content)?;
+    }
+    let event = NewEvent::state(kind.as_str(), body.state_key, content);
+    let room_id = body.room_id;
+    let pdu = services
+        .blocking(move |s| s.rooms.append(&room_id, &session.user_id, event))
+        .await?;
+    Ok(Json(json!({ "event_id": pdu.event_id })))
+}
+
+/// `GET /rooms/{roomId}/state/{eventType}/{stateKey}` (content, or the whole event with
+/// `format=event`)
+pub async fn get_state_event(
+    State(services): State<AppState>,
+    request: Ruma<get_state_event_for_key::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    let whole_event = body.format == get_state_event_for_key::v3::StateEventFormat::Event;
+    let pdu = services
+        .blocking(move |s| {
+            s.rooms
+                .state_event_for_user(&user, &body.room_id, &body.event_type, &body.state_key)
+        })
+        .await?;
+    Ok(Json(if whole_event {
+        pdu.to_client_format(crate::util::now_millis())
+    } else {
+        pdu.content_value()
+    }))
+}
+
+/// `GET /rooms/{roomId}/state`
+pub async fn get_state(
+    State(services): State<AppState>,
+    request: Ruma<get_state_events::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let room_id = request.body.room_id;
+    let events = services
+        .blocking(move |s| s.rooms.state_for_user(&user, &room_id))
+        .await?;
+    Ok(Json(Value::Array(events)))
+}
+
+/// `GET /rooms/{roomId}/event/{eventId}`
+pub async fn get_event(
+    State(services): State<AppState>,
+    request: Ruma<get_room_event::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let event = services
+        .blocking(move |s| {
+            s.rooms
+                .event_for_user(&session, &body.room_id, &body.event_id)
+        })
+        .await?;
+    Ok(Json(event))
+}
+
+fn parse_token(token: Option<&str>) -> Result<Option<u64>> {
+    token
+        .map(|t| {
+            t.parse::<u64>()
+                .map_err(|_| Error::invalid_param(format!("Invalid pagination token {t:?}")))
+        })
+        .transpose()
+}
+
+/// Largest page `/messages` serves.
+const MAX_MESSAGES_LIMIT: usize = 1000;
+
+/// `GET /rooms/{roomId}/messages`
+pub async fn messages(
+    State(services): State<AppState>,
+    request: Ruma<get_message_events::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let from = parse_token(body.from.as_deref())?;
+    let to = parse_token(body.to.as_deref())?;
+    let direction = match body.dir {
+        RumaDirection::Backward => Direction::Backward,
+        RumaDirection::Forward => Direction::Forward,
+    };
+    let limit = u64::from(body.limit).clamp(1, MAX_MESSAGES_LIMIT as u64) as usize;
+    let filter =
+        EventFilter::from_json(&serde_json::to_value(&body.filter).map_err(Error::internal)?);
+    let room_id = body.room_id;
+    let page = services
+        .blocking(move |s| {
+            s.rooms
+                .messages(&session, &room_id, from, to, direction, limit, &filter)
+        })
+        .await?;
+    let mut response = json!({ "chunk": page.chunk, "start": page.start.to_string() });
+    if let Some(end) = page.end {
+        response["end"] = json!(end.to_string());
+    }
+    if !page.state.is_empty() {
+        response["state"] = json!(page.state);
+    }
+    Ok(Json(response))
+}
+
+/// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`
+pub async fn redact(
+    State(services): State<AppState>,
+    request: Ruma<redact_event::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let pdu = services
+        .blocking(move |s| {
+            let target = s
+                .rooms
+                .get_pdu(&body.event_id)?
+                .filter(|pdu| pdu.room_id == body.room_id)
+                .ok_or_else(|| Error::not_found("Event not found"))?;
+            if !s
+                .rooms
+                .user_can_redact(&body.room_id, &session.user_id, &target)?
+            {
+                return Err(Error::forbidden("You may not redact this event"));
+            }
+            let mut content = json!({});
+            if let Some(reason) = body.reason {
+                content["reason"] = json!(reason);
+            }
+            // Room v11+ carry `redacts` in the content; older versions at the top level.
+            content["redacts"] = json!(body.event_id);
+            let event = NewEvent {
+                kind: TimelineEventType::RoomRedaction,
+                content,
+                state_key: None,
+                redacts: Some(body.event_id.clone()),
+                txn: Some((
+                    session.device_id.to_string(),
+                    format!("redact:{}", body.txn_id),
+                )),
+            };
+            s.rooms.append(&body.room_id, &session.user_id, event)
+        })
+        .await?;
+    Ok(Json(json!({ "event_id": pdu.event_id })))
+}

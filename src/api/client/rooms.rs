@@ -1,0 +1,231 @@
+//! Rooms and membership: create, join, invite, leave, kick, ban, unban, forget, member lists.
+
+use axum::{Json, extract::State};
+use ruma::{
+    OwnedRoomId, RoomId,
+    api::client::{
+        membership::{
+            ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
+            join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room,
+            unban_user,
+        },
+        room::{Visibility, create_room},
+    },
+};
+use serde_json::{Value, json};
+
+use crate::{
+    api::{AppState, Ruma},
+    error::{Error, Result},
+    service::rooms::create::CreateRoomRequest,
+};
+
+fn raw_to_value<T>(raw: &ruma::serde::Raw<T>) -> Result<Value> {
+    serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))
+}
+
+/// `POST /createRoom`
+pub async fn create(
+    State(services): State<AppState>,
+    request: Ruma<create_room::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    let parsed = CreateRoomRequest {
+        creation_content: body
+            .creation_content
+            .as_ref()
+            .map(raw_to_value)
+            .transpose()?,
+        initial_state: body
+            .initial_state
+            .iter()
+            .map(raw_to_value)
+            .collect::<Result<_>>()?,
+        invite: body.invite,
+        is_direct: body.is_direct,
+        name: body.name,
+        power_level_content_override: body
+            .power_level_content_override
+            .as_ref()
+            .map(raw_to_value)
+            .transpose()?,
+        preset: body.preset.map(|p| p.to_string()),
+        room_alias_name: body.room_alias_name,
+        room_version: body.room_version,
+        topic: body.topic,
+        public: body.visibility == Visibility::Public,
+    };
+    let room_id = services
+        .blocking(move |s| s.create_room(&user, parsed))
+        .await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+/// `GET /joined_rooms`
+pub async fn joined(
+    State(services): State<AppState>,
+    request: Ruma<joined_rooms::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = &request.session()?.user_id;
+    let rooms: Vec<OwnedRoomId> = services
+        .rooms
+        .rooms_of(user)?
+        .into_iter()
+        .filter(|(_, m)| m.membership == "join")
+        .map(|(room, _)| room)
+        .collect();
+    Ok(Json(json!({ "joined_rooms": rooms })))
+}
+
+/// `POST /join/{roomIdOrAlias}`
+pub async fn join_by_id_or_alias(
+    State(services): State<AppState>,
+    request: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let target = request.body.room_id_or_alias.clone();
+    let room_id: OwnedRoomId = match <&RoomId>::try_from(&*target) {
+        Ok(room_id) => room_id.to_owned(),
+        Err(alias) => services.resolve_alias(alias)?,
+    };
+    let reason = request.body.reason;
+    let joined = room_id.clone();
+    services
+        .blocking(move |s| s.join(&user, &joined, reason))
+        .await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+/// `POST /rooms/{roomId}/join`
+pub async fn join_by_id(
+    State(services): State<AppState>,
+    request: Ruma<join_room_by_id::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let room_id = request.body.room_id.clone();
+    let reason = request.body.reason;
+    let joined = room_id.clone();
+    services
+        .blocking(move |s| s.join(&user, &joined, reason))
+        .await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+/// `POST /rooms/{roomId}/invite`
+pub async fn invite(
+    State(services): State<AppState>,
+    request: Ruma<invite_user::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    let invite_user::v3::InvitationRecipient::UserId(recipient) = body.recipient else {
+        return Err(Error::unknown(
+            http::StatusCode::BAD_REQUEST,
+            "Third-party invites are not supported",
+        ));
+    };
+    let room_id = body.room_id;
+    services
+        .blocking(move |s| s.invite(&user, &room_id, &recipient.user_id, recipient.reason, false))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /rooms/{roomId}/leave`
+pub async fn leave(
+    State(services): State<AppState>,
+    request: Ruma<leave_room::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    services
+        .blocking(move |s| s.leave(&user, &body.room_id, body.reason))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /rooms/{roomId}/kick`
+pub async fn kick(
+    State(services): State<AppState>,
+    request: Ruma<kick_user::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    services
+        .blocking(move |s| s.kick(&user, &body.room_id, &body.user_id, body.reason))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /rooms/{roomId}/ban`
+pub async fn ban(
+    State(services): State<AppState>,
+    request: Ruma<ban_user::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    services
+        .blocking(move |s| s.ban(&user, &body.room_id, &body.user_id, body.reason))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /rooms/{roomId}/unban`
+pub async fn unban(
+    State(services): State<AppState>,
+    request: Ruma<unban_user::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    services
+        .blocking(move |s| s.unban(&user, &body.room_id, &body.user_id, body.reason))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /rooms/{roomId}/forget`
+pub async fn forget(
+    State(services): State<AppState>,
+    request: Ruma<forget_room::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    services.rooms.forget(&user, &request.body.room_id)?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /rooms/{roomId}/members`
+pub async fn members(
+    State(services): State<AppState>,
+    request: Ruma<get_member_events::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    let membership = body.membership.map(|m| m.to_string());
+    let not_membership = body.not_membership.map(|m| m.to_string());
+    let chunk = services.blocking(move |s| {
+        s.rooms.members_for_user(
+            &user,
+            &body.room_id,
+            membership.as_deref(),
+            not_membership.as_deref(),
+        )
+    });
+    Ok(Json(json!({ "chunk": chunk.await? })))
+}
+
+/// `GET /rooms/{roomId}/joined_members`
+pub async fn joined_members(
+    State(services): State<AppState>,
+    request: Ruma<joined_members::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let members = services
+        .rooms
+        .joined_members(&user, &request.body.room_id)?;
+    let joined: serde_json::Map<String, Value> = members
+        .into_iter()
+        .map(|(id, profile)| (id.to_string(), profile))
+        .collect();
+    Ok(Json(json!({ "joined": joined })))
+}

@@ -1,0 +1,202 @@
+//! Room aliases (`#name:server` → room id) and the room directory's published list.
+
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    service::Services,
+    storage::{Cf, Db, Table},
+};
+
+/// Stored per local alias.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AliasRecord {
+    pub room_id: OwnedRoomId,
+    /// Who created the alias (may delete it without power).
+    pub creator: OwnedUserId,
+}
+
+/// Owns the `aliases` and `public_rooms` tables.
+pub struct AliasService {
+    db: Db,
+    aliases: Table<String, AliasRecord>,
+    public: Table<String, bool>,
+}
+
+impl AliasService {
+    pub fn new(db: Db) -> Self {
+        Self {
+            aliases: db.table(Cf::Aliases),
+            public: db.table(Cf::PublicRooms),
+            db,
+        }
+    }
+
+    /// The room a local alias points to.
+    pub fn resolve_local(&self, alias: &RoomAliasId) -> Result<Option<AliasRecord>> {
+        Ok(self.aliases.get(&alias.as_str().to_owned())?)
+    }
+
+    /// Every local alias of a room.
+    pub fn aliases_of(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        Ok(self
+            .aliases
+            .scan_all()?
+            .into_iter()
+            .filter(|(_, record)| record.room_id == room_id)
+            .filter_map(|(alias, _)| RoomAliasId::parse(alias).ok())
+            .collect())
+    }
+
+    fn put(&self, alias: &RoomAliasId, record: &AliasRecord) -> Result<()> {
+        let mut batch = self.db.batch();
+        self.aliases
+            .put(&mut batch, &alias.as_str().to_owned(), record);
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    fn remove(&self, alias: &RoomAliasId) -> Result<()> {
+        let mut batch = self.db.batch();
+        self.aliases.delete(&mut batch, &alias.as_str().to_owned());
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Whether a room is published in the directory.
+    pub fn is_public(&self, room_id: &RoomId) -> Result<bool> {
+        Ok(self
+            .public
+            .get(&room_id.as_str().to_owned())?
+            .unwrap_or(false))
+    }
+
+    /// Publishes or unpublishes a room.
+    pub fn set_public(&self, room_id: &RoomId, public: bool) -> Result<()> {
+        let mut batch = self.db.batch();
+        if public {
+            self.public
+                .put(&mut batch, &room_id.as_str().to_owned(), &true);
+        } else {
+            self.public.delete(&mut batch, &room_id.as_str().to_owned());
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Every published room.
+    pub fn public_rooms(&self) -> Result<Vec<OwnedRoomId>> {
+        Ok(self
+            .public
+            .scan_all()?
+            .into_iter()
+            .filter_map(|(room, _)| RoomId::parse(room).ok())
+            .collect())
+    }
+}
+
+impl Services {
+    /// `PUT /directory/room/{alias}`: only local aliases, for rooms that exist.
+    pub fn set_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
+        if alias.server_name() != self.users.server_name() {
+            return Err(Error::invalid_param("Aliases must be on this server"));
+        }
+        if self.rooms.room(room_id)?.is_none() {
+            return Err(Error::not_found("Unknown room"));
+        }
+        if self.aliases.resolve_local(alias)?.is_some() {
+            return Err(Error::unknown(
+                http::StatusCode::CONFLICT,
+                "Room alias already exists",
+            ));
+        }
+        self.aliases.put(
+            alias,
+            &AliasRecord {
+                room_id: room_id.to_owned(),
+                creator: creator.to_owned(),
+            },
+        )
+    }
+
+    /// `DELETE /directory/room/{alias}`: the alias creator or a room moderator (power to send
+    /// `m.room.canonical_alias`) may remove it.
+    pub fn delete_alias(&self, alias: &RoomAliasId, user: &UserId) -> Result<()> {
+        let record = self
+            .aliases
+            .resolve_local(alias)?
+            .ok_or_else(|| Error::not_found("Unknown alias"))?;
+        let allowed = record.creator == user
+            || self
+                .rooms
+                .user_can_send_state(&record.room_id, user, "m.room.canonical_alias")?;
+        if !allowed {
+            return Err(Error::forbidden("You may not delete this alias"));
+        }
+        self.aliases.remove(alias)
+    }
+
+    /// Resolves `#alias:server` (local aliases only until federation exists).
+    pub fn resolve_alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+        if alias.server_name() != self.users.server_name() {
+            return Err(Error::not_found(
+                "Aliases on other servers cannot be resolved yet",
+            ));
+        }
+        Ok(self
+            .aliases
+            .resolve_local(alias)?
+            .ok_or_else(|| Error::not_found("Room alias not found"))?
+            .room_id)
+    }
+
+    /// Publishes or unpublishes a room in the directory.
+    pub fn rooms_directory_publish(&self, room_id: &RoomId, public: bool) -> Result<()> {
+        self.aliases.set_public(room_id, public)
+    }
+}
+
+impl Services {
+    /// `m.room.canonical_alias` content must name valid aliases, and local ones must point to
+    /// this room.
+    pub fn check_canonical_alias_content(
+        &self,
+        room_id: &RoomId,
+        content: &serde_json::Value,
+    ) -> Result<()> {
+        let mut named = Vec::new();
+        match content.get("alias") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(alias)) => named.push(alias.clone()),
+            Some(_) => return Err(Error::bad_alias("alias must be a string")),
+        }
+        match content.get("alt_aliases") {
+            None => {}
+            Some(serde_json::Value::Array(list)) => {
+                for alias in list {
+                    named.push(
+                        alias
+                            .as_str()
+                            .ok_or_else(|| Error::bad_alias("alt_aliases must hold strings"))?
+                            .to_owned(),
+                    );
+                }
+            }
+            Some(_) => return Err(Error::bad_alias("alt_aliases must be a list")),
+        }
+        for alias in named {
+            let alias = RoomAliasId::parse(&alias)
+                .map_err(|e| Error::invalid_param(format!("Invalid alias {alias}: {e}")))?;
+            if alias.server_name() == self.users.server_name() {
+                let record = self.aliases.resolve_local(&alias)?;
+                if record.is_none_or(|r| r.room_id != room_id) {
+                    return Err(Error::bad_alias(format!(
+                        "{alias} does not point to this room"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! Membership changes by local users: join, invite, leave, kick, ban, unban. The rules (join
+//! rules, power levels, bans) are enforced by the authorization rules in `RoomService::append`.
+
+use ruma::{OwnedEventId, RoomId, UserId, events::TimelineEventType};
+use serde_json::{Value, json};
+
+use crate::{
+    error::{Error, Result},
+    service::{
+        Services,
+        rooms::{NewEvent, create::member_content},
+    },
+};
+
+impl Services {
+    fn membership_event(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        mut content: Value,
+        reason: Option<String>,
+    ) -> Result<OwnedEventId> {
+        if let Some(reason) = reason {
+            content["reason"] = json!(reason);
+        }
+        let event = NewEvent::state(TimelineEventType::RoomMember, target.as_str(), content);
+        Ok(self.rooms.append(room_id, sender, event)?.event_id)
+    }
+
+    fn ensure_local_room(&self, room_id: &RoomId) -> Result<()> {
+        if self.rooms.room(room_id)?.is_none() {
+            return Err(Error::not_found(
+                "This server does not know the room (joining rooms on other servers needs federation)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Joins a local room. Blocking.
+    pub fn join(&self, user: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<()> {
+        self.ensure_local_room(room_id)?;
+        if let Some(current) = self.rooms.membership(user, room_id)?
+            && current.membership == "join"
+        {
+            return Ok(());
+        }
+        let profile = self.profiles.get(user)?.unwrap_or_default();
+        self.membership_event(
+            user,
+            room_id,
+            user,
+            member_content("join", &profile, false),
+            reason,
+        )?;
+        Ok(())
+    }
+
+    /// Invites a local user. Blocking.
+    pub fn invite(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        invitee: &UserId,
+        reason: Option<String>,
+        is_direct: bool,
+    ) -> Result<()> {
+        self.ensure_local_room(room_id)?;
+        if !self.users.is_local(invitee) {
+            return Err(Error::forbidden(
+                "Inviting users of other servers needs federation",
+            ));
+        }
+        if !self.users.exists(invitee)? {
+            return Err(Error::not_found("Unknown user"));
+        }
+        if let Some(current) = self.rooms.membership(invitee, room_id)? {
+            match current.membership.as_str() {
+                "join" => return Err(Error::forbidden("User is already in the room")),
+                "ban" => return Err(Error::forbidden("User is banned from the room")),
+                _ => {}
+            }
+        }
+        let profile = self.profiles.get(invitee)?.unwrap_or_default();
+        self.membership_event(
+            sender,
+            room_id,
+            invitee,
+            member_content("invite", &profile, is_direct),
+            reason,
+        )?;
+        Ok(())
+    }
+
+    /// Leaves a room (also rejects an invite or withdraws a knock). Blocking.
+    pub fn leave(&self, user: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<()> {
+        self.ensure_local_room(room_id)?;
+        match self.rooms.membership(user, room_id)? {
+            Some(current) if matches!(current.membership.as_str(), "join" | "invite" | "knock") => {
+            }
+            _ => return Err(Error::forbidden("You are not in this room")),
+        }
+        self.membership_event(
+            user,
+            room_id,
+            user,
+            json!({ "membership": "leave" }),
+            reason,
+        )?;
+        Ok(())
+    }
+
+    /// Kicks a member or withdraws an invite. Blocking.
+    pub fn kick(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<String>,
+    ) -> Result<()> {
+        self.ensure_local_room(room_id)?;
+        match self.rooms.membership(target, room_id)? {
+            Some(current) if matches!(current.membership.as_str(), "join" | "invite" | "knock") => {
+            }
+            _ => return Err(Error::forbidden("The user is not in the room")),
+        }
+        self.membership_event(
+            sender,
+            room_id,
+            target,
+            json!({ "membership": "leave" }),
+            reason,
+        )?;
+        Ok(())
+    }
+
+    /// Bans a user (member or not). Blocking.
+    pub fn ban(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<String>,
+    ) -> Result<()> {
+        self.ensure_local_room(room_id)?;
+        self.membership_event(
+            sender,
+            room_id,
+            target,
+            json!({ "membership": "ban" }),
+            reason,
+        )?;
+        Ok(())
+    }
+
+    /// Lifts a ban. Blocking.
+    pub fn unban(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<String>,
+    ) -> Result<()> {
+        self.ensure_local_room(room_id)?;
+        match self.rooms.membership(target, room_id)? {
+            Some(current) if current.membership == "ban" => {}
+            _ => return Err(Error::forbidden("The user is not banned")),
+        }
+        self.membership_event(
+            sender,
+            room_id,
+            target,
+            json!({ "membership": "leave" }),
+            reason,
+        )?;
+        Ok(())
+    }
+}

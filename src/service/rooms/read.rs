@@ -1,0 +1,368 @@
+//! Reading rooms back for clients: single events, state, members, and paginated timelines,
+//! always through the history-visibility rules.
+
+use ruma::{EventId, OwnedUserId, RoomId, UserId, events::StateEventType};
+use serde_json::{Value, json};
+
+use crate::{
+    error::{Error, Result},
+    service::{
+        rooms::{EventLocation, Pdu, RoomService},
+        sessions::Session,
+    },
+    storage::KeyCodec,
+    util::now_millis,
+};
+
+/// Direction of `/messages`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Backward,
+    Forward,
+}
+
+/// The parts of a `RoomEventFilter` that `/messages` applies.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub types: Option<Vec<String>>,
+    pub not_types: Vec<String>,
+    pub senders: Option<Vec<String>>,
+    pub not_senders: Vec<String>,
+    pub contains_url: Option<bool>,
+    pub lazy_load_members: bool,
+}
+
+fn type_matches(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
+    }
+}
+
+impl EventFilter {
+    /// Builds the filter from a JSON `RoomEventFilter`.
+    pub fn from_json(value: &Value) -> Self {
+        let strings = |key: &str| -> Option<Vec<String>> {
+            value.get(key)?.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+        };
+        Self {
+            types: strings("types"),
+            not_types: strings("not_types").unwrap_or_default(),
+            senders: strings("senders"),
+            not_senders: strings("not_senders").unwrap_or_default(),
+            contains_url: value.get("contains_url").and_then(Value::as_bool),
+            lazy_load_members: value
+                .get("lazy_load_members")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+
+    pub fn matches(&self, pdu: &Pdu) -> bool {
+        let kind = pdu.kind.to_string();
+        if self.not_types.iter().any(|p| type_matches(p, &kind)) {
+            return false;
+        }
+        if let Some(types) = &self.types
+            && !types.iter().any(|p| type_matches(p, &kind))
+        {
+            return false;
+        }
+        let sender = pdu.sender.as_str();
+        if self.not_senders.iter().any(|s| s == sender) {
+            return false;
+        }
+        if let Some(senders) = &self.senders
+            && !senders.iter().any(|s| s == sender)
+        {
+            return false;
+        }
+        if let Some(wanted) = self.contains_url {
+            let has_url = pdu.content_value().get("url").is_some_and(Value::is_string);
+            if has_url != wanted {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A page of `/messages`.
+pub struct MessagesPage {
+    pub chunk: Vec<Value>,
+    pub start: u64,
+    pub end: Option<u64>,
+    pub state: Vec<Value>,
+}
+
+/// Most events scanned for one `/messages` page (filters may skip many).
+const MAX_SCAN: usize = 1000;
+
+impl RoomService {
+    /// The client format of an event as `viewer` sees it (with `transaction_id` for the device
+    /// that sent it).
+    pub fn client_event(
+        &self,
+        pdu: &Pdu,
+        location: &EventLocation,
+        viewer: Option<&Session>,
+    ) -> Value {
+        let mut event = pdu.to_client_format(now_millis());
+        if let (Some((device, txn)), Some(viewer)) = (&location.txn, viewer)
+            && viewer.user_id == pdu.sender
+            && viewer.device_id.as_str() == device
+        {
+            event["unsigned"]["transaction_id"] = json!(txn);
+        }
+        event
+    }
+
+    /// Refuses users who have never been in the room, unless it is world-readable.
+    fn ensure_may_read(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+        if self.room(room_id)?.is_none() {
+            return Err(Error::forbidden("You are not in this room"));
+        }
+        if self.membership(user, room_id)?.is_some() || self.is_world_readable(room_id)? {
+            Ok(())
+        } else {
+            Err(Error::forbidden("You are not in this room"))
+        }
+    }
+
+    /// `GET /rooms/{roomId}/event/{eventId}`
+    pub fn event_for_user(
+        &self,
+        session: &Session,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<Value> {
+        self.ensure_may_read(&session.user_id, room_id)?;
+        let not_found = || Error::not_found("Event not found");
+        let location = self.location(event_id)?.ok_or_else(not_found)?;
+        let pdu = self
+            .pdu_at(location.short_room, location.count)?
+            .ok_or_else(not_found)?;
+        if pdu.room_id != room_id || !self.user_can_see(&session.user_id, &pdu, &location)? {
+            return Err(not_found());
+        }
+        Ok(self.client_event(&pdu, &location, Some(session)))
+    }
+
+    /// The state a user may read: current state while joined (or world-readable), the state at
+    /// their leave otherwise. `None` snapshot means current state.
+    fn readable_state(&self, user: &UserId, room_id: &RoomId) -> Result<(u64, Option<u64>)> {
+        let (short_room, _) = self
+            .room(room_id)?
+            .ok_or_else(|| Error::forbidden("You are not in this room"))?;
+        match self.membership(user, room_id)? {
+            Some(m) if m.membership == "join" => Ok((short_room, None)),
+            _ if self.is_world_readable(room_id)? => Ok((short_room, None)),
+            Some(m) if m.membership == "leave" || m.membership == "ban" => {
+                let location = self
+                    .location(&m.event_id)?
+                    .ok_or_else(|| Error::internal("membership event missing"))?;
+                // State at the leave: the state before it plus the leave itself.
+                let before = self.state_hash_before(location.short_event)?.unwrap_or(0);
+                Ok((short_room, Some(before)))
+            }
+            _ => Err(Error::forbidden("You are not in this room")),
+        }
+    }
+
+    /// All state events a user may read.
+    pub fn state_for_user(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
+        let (short_room, snapshot) = self.readable_state(user, room_id)?;
+        let entries: Vec<(u64, u64)> = match snapshot {
+            None => self.state.current_state(short_room)?,
+            Some(hash) => self
+                .state
+                .load(hash)?
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+        };
+        let mut events = Vec::with_capacity(entries.len());
+        for (_, short_event) in entries {
+            if let Some(pdu) = self.pdu_by_short(short_event)? {
+                events.push(pdu.to_client_format(now_millis()));
+            }
+        }
+        if let Some(hash) = snapshot {
+            // Include the user's own leave, which is not in the state before it.
+            let _ = hash;
+            if let Some(m) = self.membership(user, room_id)?
+                && let Some(pdu) = self.get_pdu(&m.event_id)?
+            {
+                events.retain(|e| e["state_key"] != json!(user) || e["type"] != "m.room.member");
+                events.push(pdu.to_client_format(now_millis()));
+            }
+        }
+        Ok(events)
+    }
+
+    /// One state event a user may read.
+    pub fn state_event_for_user(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        event_type: &StateEventType,
+        state_key: &str,
+    ) -> Result<Pdu> {
+        let (short_room, snapshot) = self.readable_state(user, room_id)?;
+        let snapshot = snapshot.filter(|h| *h != 0);
+        self.state_event_in(short_room, snapshot, event_type, state_key)?
+            .ok_or_else(|| Error::not_found("State event not found"))
+    }
+
+    /// Member events of a room, as `GET /members` filters them.
+    pub fn members_for_user(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        membership: Option<&str>,
+        not_membership: Option<&str>,
+    ) -> Result<Vec<Value>> {
+        Ok(self
+            .state_for_user(user, room_id)?
+            .into_iter()
+            .filter(|e| e["type"] == "m.room.member")
+            .filter(|e| {
+                let m = e["content"]["membership"].as_str().unwrap_or("");
+                membership.is_none_or(|want| want == m) && not_membership.is_none_or(|not| not != m)
+            })
+            .collect())
+    }
+
+    /// Currently joined members with their profile in the room (`GET /joined_members`).
+    pub fn joined_members(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+    ) -> Result<Vec<(OwnedUserId, Value)>> {
+        match self.membership(user, room_id)? {
+            Some(m) if m.membership == "join" => {}
+            _ => return Err(Error::forbidden("You are not in this room")),
+        }
+        let (short_room, _) = self
+            .room(room_id)?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let mut out = Vec::new();
+        for (short_key, short_event) in self.state.current_state(short_room)? {
+            let Some((kind, state_key)) = self.state.state_key_of(short_key)? else {
+                continue;
+            };
+            if kind != StateEventType::RoomMember {
+                continue;
+            }
+            let Some(pdu) = self.pdu_by_short(short_event)? else {
+                continue;
+            };
+            let content = pdu.content_value();
+            if content["membership"] != "join" {
+                continue;
+            }
+            if let Ok(member) = UserId::parse(state_key) {
+                out.push((member, json!({ "display_name": content["displayname"], "avatar_url": content["avatar_url"] })));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest timeline position of a room.
+    pub fn latest_count(&self, short_room: u64) -> Result<u64> {
+        let start = (short_room, 0u64).encode();
+        let end = (short_room, u64::MAX).encode();
+        Ok(self
+            .pdus
+            .range(&start, &end, true, 1)?
+            .first()
+            .map(|((_, count), _)| *count)
+            .unwrap_or(0))
+    }
+
+    /// `GET /rooms/{roomId}/messages`. Tokens are timeline positions: a token `n` sits just
+    /// after the event at position `n`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn messages(
+        &self,
+        session: &Session,
+        room_id: &RoomId,
+        from: Option<u64>,
+        to: Option<u64>,
+        direction: Direction,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<MessagesPage> {
+        self.ensure_may_read(&session.user_id, room_id)?;
+        let (short_room, _) = self
+            .room(room_id)?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let from = match (from, direction) {
+            (Some(from), _) => from,
+            (None, Direction::Backward) => self.latest_count(short_room)?,
+            (None, Direction::Forward) => 0,
+        };
+        let (start_key, end_key) = match direction {
+            Direction::Backward => (
+                (short_room, to.unwrap_or(0).saturating_add(1)),
+                (short_room, from.saturating_add(1)),
+            ),
+            Direction::Forward => (
+                (short_room, from.saturating_add(1)),
+                (short_room, to.map_or(u64::MAX, |t| t.saturating_add(1))),
+            ),
+        };
+        let rows = self.pdus.range(
+            &start_key.encode(),
+            &end_key.encode(),
+            direction == Direction::Backward,
+            MAX_SCAN,
+        )?;
+        let mut chunk = Vec::new();
+        let mut senders = std::collections::BTreeSet::new();
+        let mut last_position = None;
+        let scanned_all = rows.len() < MAX_SCAN;
+        for ((_, count), object) in rows {
+            if chunk.len() >= limit {
+                break;
+            }
+            last_position = Some(count);
+            let pdu = Pdu::from_object(&object)?;
+            let Some(location) = self.location(&pdu.event_id)? else {
+                continue;
+            };
+            if !filter.matches(&pdu) || !self.user_can_see(&session.user_id, &pdu, &location)? {
+                continue;
+            }
+            senders.insert(pdu.sender.clone());
+            chunk.push(self.client_event(&pdu, &location, Some(session)));
+        }
+        let exhausted = scanned_all && chunk.len() < limit;
+        let end = match (exhausted, last_position, direction) {
+            (true, _, _) => None,
+            (false, Some(position), Direction::Backward) => Some(position.saturating_sub(1)),
+            (false, Some(position), Direction::Forward) => Some(position),
+            (false, None, _) => None,
+        };
+        let mut state = Vec::new();
+        if filter.lazy_load_members {
+            for sender in senders {
+                if let Some(member) =
+                    self.current_state_event(room_id, &StateEventType::RoomMember, sender.as_str())?
+                {
+                    state.push(member.to_client_format(now_millis()));
+                }
+            }
+        }
+        Ok(MessagesPage {
+            chunk,
+            start: from,
+            end,
+            state,
+        })
+    }
+}

@@ -1,0 +1,278 @@
+//! Room state: short ids for (type, state key) pairs, state snapshots stored as deltas against
+//! a parent snapshot, and the materialized current state of each room.
+//!
+//! A snapshot is `parent + added − removed`. Every [`FULL_SNAPSHOT_EVERY`]th link in a chain is
+//! stored whole, so loading one never walks more than that many deltas, while a room with a
+//! million members does not copy its state on every state event.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use ruma::events::StateEventType;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::Result,
+    storage::{Batch, Cf, Db, KeyCodec, Table},
+};
+
+/// How many deltas may chain before a snapshot is stored whole.
+pub const FULL_SNAPSHOT_EVERY: u32 = 32;
+
+/// Full state: short state key → short event id.
+pub type StateMap = HashMap<u64, u64>;
+
+/// One stored snapshot.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StateDelta {
+    pub parent: Option<u64>,
+    /// Number of deltas between this snapshot and a whole one.
+    pub chain: u32,
+    pub added: Vec<(u64, u64)>,
+    pub removed: Vec<u64>,
+}
+
+/// Owns short state keys, snapshots and current state.
+pub struct StateStore {
+    db: Db,
+    short_by_key: Table<String, u64>,
+    key_by_short: Table<u64, (String, String)>,
+    snapshots: Table<u64, StateDelta>,
+    current: Table<(u64, u64), u64>,
+    /// Short state keys are shared by all rooms: creation is serialized.
+    short_key_lock: Mutex<()>,
+    /// Recently loaded snapshots.
+    cache: Mutex<HashMap<u64, Arc<StateMap>>>,
+}
+
+const CACHE_LIMIT: usize = 256;
+
+fn state_key_string(event_type: &str, state_key: &str) -> String {
+    format!("{event_type}\u{ff}{state_key}")
+}
+
+impl StateStore {
+    pub fn new(db: Db) -> Self {
+        Self {
+            short_by_key: db.table(Cf::StateKeyShortIds),
+            key_by_short: db.table(Cf::StateKeysByShort),
+            snapshots: db.table(Cf::StateSnapshots),
+            current: db.table(Cf::CurrentState),
+            db,
+            short_key_lock: Mutex::new(()),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The short id of `(event_type, state_key)`, if one was ever assigned.
+    pub fn short_state_key(&self, event_type: &str, state_key: &str) -> Result<Option<u64>> {
+        Ok(self
+            .short_by_key
+            .get(&state_key_string(event_type, state_key))?)
+    }
+
+    /// The short id of `(event_type, state_key)`, assigning one (in its own write) if needed.
+    pub fn ensure_short_state_key(&self, event_type: &str, state_key: &str) -> Result<u64> {
+        let key = state_key_string(event_type, state_key);
+        if let Some(short) = self.short_by_key.get(&key)? {
+            return Ok(short);
+        }
+        let _guard = self
+            .short_key_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(short) = self.short_by_key.get(&key)? {
+            return Ok(short);
+        }
+        let short = self.db.next_count()?;
+        let mut batch = self.db.batch();
+        self.short_by_key.put(&mut batch, &key, &short);
+        self.key_by_short.put(
+            &mut batch,
+            &short,
+            &(event_type.to_owned(), state_key.to_owned()),
+        );
+        self.db.write(batch)?;
+        Ok(short)
+    }
+
+    /// `(event type, state key)` of a short state key.
+    pub fn state_key_of(&self, short: u64) -> Result<Option<(StateEventType, String)>> {
+        Ok(self
+            .key_by_short
+            .get(&short)?
+            .map(|(t, k)| (StateEventType::from(t), k)))
+    }
+
+    /// Loads a whole snapshot.
+    pub fn load(&self, hash: u64) -> Result<Arc<StateMap>> {
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+        {
+            return Ok(hit.clone());
+        }
+        let mut chain = Vec::new();
+        let mut next = Some(hash);
+        while let Some(current) = next {
+            let delta = self.snapshots.get(&current)?.ok_or_else(|| {
+                crate::error::Error::internal(format!("state snapshot {current} is missing"))
+            })?;
+            next = delta.parent;
+            chain.push(delta);
+        }
+        let mut state = StateMap::new();
+        for delta in chain.into_iter().rev() {
+            for removed in delta.removed {
+                state.remove(&removed);
+            }
+            state.extend(delta.added);
+        }
+        let state = Arc::new(state);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(hash, state.clone());
+        Ok(state)
+    }
+
+    /// Writes a snapshot equal to `parent` with `changes` applied (`None` event: removed) and
+    /// returns its hash.
+    pub fn derive(
+        &self,
+        batch: &mut Batch,
+        parent: Option<u64>,
+        changes: &[(u64, Option<u64>)],
+    ) -> Result<u64> {
+        let hash = self.db.next_count()?;
+        let parent_delta = match parent {
+            Some(p) => Some(self.snapshots.get(&p)?.unwrap_or_default()),
+            None => None,
+        };
+        let delta = match (parent, parent_delta) {
+            (Some(p), Some(parent_delta)) if parent_delta.chain + 1 < FULL_SNAPSHOT_EVERY => {
+                StateDelta {
+                    parent: Some(p),
+                    chain: parent_delta.chain + 1,
+                    added: changes
+                        .iter()
+                        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+                        .collect(),
+                    removed: changes
+                        .iter()
+                        .filter(|(_, v)| v.is_none())
+                        .map(|(k, _)| *k)
+                        .collect(),
+                }
+            }
+            _ => {
+                let mut full = match parent {
+                    Some(p) => (*self.load(p)?).clone(),
+                    None => StateMap::new(),
+                };
+                for (key, event) in changes {
+                    match event {
+                        Some(event) => full.insert(*key, *event),
+                        None => full.remove(key),
+                    };
+                }
+                let mut added: Vec<(u64, u64)> = full.into_iter().collect();
+                added.sort_unstable();
+                StateDelta {
+                    parent: None,
+                    chain: 0,
+                    added,
+                    removed: Vec::new(),
+                }
+            }
+        };
+        self.snapshots.put(batch, &hash, &delta);
+        Ok(hash)
+    }
+
+    /// The current state event (short id) of a room for a short state key.
+    pub fn current_event(&self, short_room: u64, short_key: u64) -> Result<Option<u64>> {
+        Ok(self.current.get(&(short_room, short_key))?)
+    }
+
+    /// Sets a current-state entry.
+    pub fn set_current(
+        &self,
+        batch: &mut Batch,
+        short_room: u64,
+        short_key: u64,
+        short_event: u64,
+    ) {
+        self.current
+            .put(batch, &(short_room, short_key), &short_event);
+    }
+
+    /// The whole current state of a room: (short state key, short event id) pairs.
+    pub fn current_state(&self, short_room: u64) -> Result<Vec<(u64, u64)>> {
+        let prefix = short_room.encode();
+        Ok(self
+            .current
+            .scan_prefix(&prefix)?
+            .into_iter()
+            .map(|((_, key), event)| (key, event))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StorageConfig;
+
+    #[test]
+    fn deltas_chain_and_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+        let store = StateStore::new(db.clone());
+        let mut parent = None;
+        for i in 0..(FULL_SNAPSHOT_EVERY as u64 * 2 + 3) {
+            let mut batch = db.batch();
+            let changes = [(i % 5, Some(100 + i)), (1000 + i, Some(i))];
+            parent = Some(store.derive(&mut batch, parent, &changes).unwrap());
+            db.write(batch).unwrap();
+        }
+        let mut batch = db.batch();
+        let last = store.derive(&mut batch, parent, &[(1000, None)]).unwrap();
+        db.write(batch).unwrap();
+        store.cache.lock().unwrap().clear();
+        let state = store.load(last).unwrap();
+        let n = FULL_SNAPSHOT_EVERY as u64 * 2 + 3;
+        assert_eq!(state.len(), 5 + (n as usize) - 1);
+        assert_eq!(state.get(&((n - 1) % 5)), Some(&(100 + n - 1)));
+        assert_eq!(state.get(&1000), None, "removed");
+        assert_eq!(state.get(&1001), Some(&1));
+    }
+
+    #[test]
+    fn short_state_keys_are_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+        let store = StateStore::new(db);
+        let a = store
+            .ensure_short_state_key("m.room.member", "@a:x")
+            .unwrap();
+        assert_eq!(
+            store
+                .ensure_short_state_key("m.room.member", "@a:x")
+                .unwrap(),
+            a
+        );
+        assert_ne!(
+            store
+                .ensure_short_state_key("m.room.member", "@b:x")
+                .unwrap(),
+            a
+        );
+        assert_eq!(store.state_key_of(a).unwrap().unwrap().1, "@a:x");
+    }
+}

@@ -1,0 +1,561 @@
+//! Rooms: creation, membership, messages, state, redaction, aliases, visibility, restarts.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, TestUser, assert_error};
+
+async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
+    let (status, response) = server
+        .post("/_matrix/client/v3/createRoom", Some(&user.token), body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    response["room_id"].as_str().unwrap().to_owned()
+}
+
+async fn send_text(
+    server: &TestServer,
+    user: &TestUser,
+    room: &str,
+    txn: &str,
+    text: &str,
+) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+    let (status, body) = server
+        .put(
+            &path,
+            Some(&user.token),
+            json!({ "msgtype": "m.text", "body": text }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["event_id"].as_str().unwrap().to_owned()
+}
+
+async fn messages(
+    server: &TestServer,
+    user: &TestUser,
+    room: &str,
+    query: &str,
+) -> (StatusCode, Value) {
+    server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?{query}"),
+            Some(&user.token),
+        )
+        .await
+}
+
+fn bodies(page: &Value) -> Vec<String> {
+    page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn create_room_sets_up_state() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "name": "Hearth", "topic": "Warm" }),
+    )
+    .await;
+    let (_, joined) = server
+        .get("/_matrix/client/v3/joined_rooms", Some(&alice.token))
+        .await;
+    assert_eq!(joined["joined_rooms"], json!([room]));
+    let (status, state) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let find = |kind: &str| {
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == kind)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(find("m.room.create")["content"]["room_version"], "10");
+    assert_eq!(find("m.room.member")["content"]["membership"], "join");
+    assert_eq!(
+        find("m.room.power_levels")["content"]["users"][&alice.user_id],
+        100
+    );
+    assert_eq!(find("m.room.join_rules")["content"]["join_rule"], "invite");
+    assert_eq!(
+        find("m.room.history_visibility")["content"]["history_visibility"],
+        "shared"
+    );
+    assert_eq!(find("m.room.name")["content"]["name"], "Hearth");
+    assert_eq!(find("m.room.topic")["content"]["topic"], "Warm");
+    for event in state.as_array().unwrap() {
+        assert!(event["event_id"].as_str().unwrap().starts_with('$'));
+    }
+    let (_, name) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(name, json!({ "name": "Hearth" }));
+    let (_, name) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(name, json!({ "name": "Hearth" }));
+
+    let response = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({ "room_version": "999" }),
+        )
+        .await;
+    assert_error(
+        &response,
+        StatusCode::BAD_REQUEST,
+        "M_UNSUPPORTED_ROOM_VERSION",
+    );
+}
+
+#[tokio::test]
+async fn messages_are_idempotent_visible_to_members_and_paginate() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice, json!({})).await;
+    let first = send_text(&server, &alice, &room, "t1", "one").await;
+    assert_eq!(
+        send_text(&server, &alice, &room, "t1", "one").await,
+        first,
+        "same txn, same event"
+    );
+    for (i, text) in ["two", "three", "four", "five"].iter().enumerate() {
+        send_text(&server, &alice, &room, &format!("t{}", i + 2), text).await;
+    }
+    let (status, event) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{first}"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(event["content"]["body"], "one");
+    assert_eq!(event["unsigned"]["transaction_id"], "t1");
+
+    // Not a member: refused.
+    assert_error(
+        &messages(&server, &bob, &room, "dir=b").await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/event/{first}"),
+                Some(&bob.token),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+
+    // Backward pagination, two by two, following `end`.
+    let mut collected = Vec::new();
+    let mut query =
+        "dir=b&limit=2&filter=%7B%22types%22%3A%5B%22m.room.message%22%5D%7D".to_owned();
+    for _ in 0..10 {
+        let (status, page) = messages(&server, &alice, &room, &query).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        collected.extend(bodies(&page));
+        match page["end"].as_str() {
+            Some(end) => {
+                query = format!(
+                    "dir=b&limit=2&from={end}&filter=%7B%22types%22%3A%5B%22m.room.message%22%5D%7D"
+                )
+            }
+            None => break,
+        }
+    }
+    assert_eq!(collected, vec!["five", "four", "three", "two", "one"]);
+    let (_, forward) = messages(&server, &alice, &room, "dir=f&limit=100").await;
+    assert_eq!(
+        bodies(&forward),
+        vec!["one", "two", "three", "four", "five"]
+    );
+    assert_eq!(forward["chunk"][0]["type"], "m.room.create");
+
+    // Bob joins after an invite and, with `shared` history, sees everything.
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            Some(&alice.token),
+            json!({ "user_id": bob.user_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, page) = messages(&server, &bob, &room, "dir=b&limit=100").await;
+    assert_eq!(bodies(&page).len(), 5);
+    assert!(
+        page["chunk"][0]["unsigned"].get("transaction_id").is_none(),
+        "txn ids are for the sender only"
+    );
+    let (_, members) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/joined_members"),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(members["joined"].as_object().unwrap().len(), 2);
+    assert_eq!(members["joined"][&bob.user_id]["display_name"], "bob");
+}
+
+#[tokio::test]
+async fn joined_history_hides_earlier_events() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat", "initial_state": [
+        { "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": "joined" } }
+    ] }))
+    .await;
+    send_text(&server, &alice, &room, "before", "before bob").await;
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "public rooms need no invite");
+    send_text(&server, &alice, &room, "after", "after bob").await;
+    let (_, page) = messages(&server, &bob, &room, "dir=b&limit=100").await;
+    assert_eq!(bodies(&page), vec!["after bob"]);
+    // Bob leaves; what he could see stays visible, later messages do not.
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/leave"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    send_text(&server, &alice, &room, "gone", "after bob left").await;
+    let (_, page) = messages(&server, &bob, &room, "dir=b&limit=100").await;
+    assert_eq!(bodies(&page), vec!["after bob"]);
+}
+
+#[tokio::test]
+async fn bad_content_and_missing_power_are_refused_and_store_nothing() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/bad1");
+    assert_error(
+        &server
+            .put(&path, Some(&alice.token), json!({ "msgtype": "m.text" }))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+    let (_, page) = messages(&server, &alice, &room, "dir=b&limit=100").await;
+    assert!(bodies(&page).is_empty());
+
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    let name = format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/");
+    assert_error(
+        &server
+            .put(&name, Some(&bob.token), json!({ "name": "mine" }))
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let response = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    // A private room cannot be joined without an invite.
+    let private = create_room(&server, &alice, json!({})).await;
+    let response = server
+        .post(
+            &format!("/_matrix/client/v3/join/{private}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let response = server
+        .post(
+            "/_matrix/client/v3/join/!unknown:localhost",
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn redaction_removes_content_from_storage() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice, json!({})).await;
+    let event = send_text(&server, &alice, &room, "r1", "secret").await;
+    let (status, body) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/redact/{event}/x1"),
+            Some(&alice.token),
+            json!({ "reason": "oops" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, redacted) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{event}"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(redacted["content"], json!({}));
+    assert_eq!(
+        redacted["unsigned"]["redacted_because"]["content"]["reason"],
+        "oops"
+    );
+}
+
+#[tokio::test]
+async fn kick_ban_unban_forget() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    let url = |action: &str| format!("/_matrix/client/v3/rooms/{room}/{action}");
+    server.post(&url("join"), Some(&bob.token), json!({})).await;
+    let response = server
+        .post(
+            &url("kick"),
+            Some(&bob.token),
+            json!({ "user_id": alice.user_id }),
+        )
+        .await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let (status, _) = server
+        .post(
+            &url("kick"),
+            Some(&alice.token),
+            json!({ "user_id": bob.user_id, "reason": "bye" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .post(
+            &url("ban"),
+            Some(&alice.token),
+            json!({ "user_id": bob.user_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &server.post(&url("join"), Some(&bob.token), json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let (_, members) = server
+        .get(
+            &format!("{}?membership=ban", url("members")),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(members["chunk"].as_array().unwrap().len(), 1);
+    let (status, _) = server
+        .post(
+            &url("unban"),
+            Some(&alice.token),
+            json!({ "user_id": bob.user_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.post(&url("join"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    server
+        .post(&url("leave"), Some(&bob.token), json!({}))
+        .await;
+    let (status, _) = server
+        .post(&url("forget"), Some(&bob.token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, joined) = server
+        .get("/_matrix/client/v3/joined_rooms", Some(&bob.token))
+        .await;
+    assert_eq!(joined["joined_rooms"], json!([]));
+}
+
+#[tokio::test]
+async fn aliases_and_directory() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "room_alias_name": "lounge", "visibility": "public", "preset": "public_chat" }),
+    )
+    .await;
+    let (status, body) = server
+        .get(
+            "/_matrix/client/v3/directory/room/%23lounge:localhost",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], room.as_str());
+    let (_, visibility) = server
+        .get(
+            &format!("/_matrix/client/v3/directory/list/room/{room}"),
+            None,
+        )
+        .await;
+    assert_eq!(visibility["visibility"], "public");
+    let (_, canonical) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(canonical["alias"], "#lounge:localhost");
+    let (status, _) = server
+        .post(
+            "/_matrix/client/v3/join/%23lounge:localhost",
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let taken = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({ "room_alias_name": "lounge" }),
+        )
+        .await;
+    assert_error(&taken, StatusCode::BAD_REQUEST, "M_ROOM_IN_USE");
+    let bad = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias/"),
+            Some(&alice.token),
+            json!({ "alias": "#nope:localhost" }),
+        )
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "M_BAD_ALIAS");
+    let (status, _) = server
+        .put(
+            "/_matrix/client/v3/directory/room/%23other:localhost",
+            Some(&bob.token),
+            json!({ "room_id": room }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, aliases) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/aliases"),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(aliases["aliases"].as_array().unwrap().len(), 2);
+    let (status, _) = server
+        .request(
+            reqwest::Method::DELETE,
+            "/_matrix/client/v3/directory/room/%23other:localhost",
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let gone = server
+        .get("/_matrix/client/v3/directory/room/%23other:localhost", None)
+        .await;
+    assert_error(&gone, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn every_supported_room_version_works() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    for version in ["6", "7", "8", "9", "10", "11", "12"] {
+        let room = create_room(
+            &server,
+            &alice,
+            json!({ "room_version": version, "preset": "public_chat", "name": "v" }),
+        )
+        .await;
+        if version == "12" {
+            assert!(!room.contains(':'), "v12 room ids are event hashes: {room}");
+        }
+        let (status, body) = server
+            .post(
+                &format!("/_matrix/client/v3/join/{room}"),
+                Some(&bob.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {body}");
+        send_text(&server, &bob, &room, &format!("v{version}"), "hello").await;
+        let (_, page) = messages(&server, &alice, &room, "dir=b&limit=5").await;
+        assert_eq!(bodies(&page), vec!["hello"], "v{version}");
+        let (_, create) = server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/state/m.room.create"),
+                Some(&alice.token),
+            )
+            .await;
+        assert_eq!(create["room_version"], version);
+    }
+}
+
+#[tokio::test]
+async fn rooms_survive_a_restart() {
+    let mut server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice, json!({ "name": "Kept" })).await;
+    let first = send_text(&server, &alice, &room, "k1", "before restart").await;
+    server.restart().await;
+    assert_eq!(
+        send_text(&server, &alice, &room, "k1", "before restart").await,
+        first,
+        "txn survives"
+    );
+    send_text(&server, &alice, &room, "k2", "after restart").await;
+    let (_, page) = messages(&server, &alice, &room, "dir=b&limit=10").await;
+    assert_eq!(bodies(&page), vec!["after restart", "before restart"]);
+    server.stop().await;
+}
