@@ -29,16 +29,24 @@ pub async fn versions(
     )))
 }
 
-/// `GET /_matrix/client/v3/capabilities`. Written out by hand because ruma's type always
-/// carries `m.room_versions`, which Hearth will only advertise once it can create rooms.
+/// `GET /_matrix/client/v3/capabilities`
 pub async fn capabilities(
-    State(_): State<AppState>,
+    State(services): State<AppState>,
     request: Ruma<get_capabilities::v3::Request>,
 ) -> Result<Json<Value>> {
     request.session()?;
+    let available: serde_json::Map<String, Value> = services
+        .supported_room_versions()
+        .into_iter()
+        .map(|version| (version.to_string(), json!("stable")))
+        .collect();
     Ok(Json(json!({
         "capabilities": {
             "m.change_password": { "enabled": true },
+            "m.room_versions": {
+                "default": services.config.default_room_version,
+                "available": available,
+            },
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
             "m.3pid_changes": { "enabled": false },
