@@ -151,6 +151,7 @@ pub fn router(services: AppState) -> Router {
         .ruma(events::get_event)
         .ruma(events::messages)
         .ruma(events::redact)
+        .ruma(events::context)
         // Aliases and directory
         .ruma(directory::put_alias)
         .ruma(directory::get_alias)
@@ -158,6 +159,8 @@ pub fn router(services: AppState) -> Router {
         .ruma(directory::room_aliases)
         .ruma(directory::get_visibility)
         .ruma(directory::set_visibility)
+        .ruma(directory::public_rooms)
+        .ruma(directory::public_rooms_filtered)
         // Synapse-compatible admin API
         .route(
             "/_synapse/admin/v1/register",

@@ -559,3 +559,135 @@ async fn rooms_survive_a_restart() {
     assert_eq!(bodies(&page), vec!["after restart", "before restart"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn context_around_an_event() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice, json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(send_text(&server, &alice, &room, &format!("c{i}"), &format!("m{i}")).await);
+    }
+    let path = format!("/_matrix/client/v3/rooms/{room}/context/{}?limit=2", ids[2]);
+    let (status, body) = server.get(&path, Some(&alice.token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["event"]["content"]["body"], "m2");
+    assert_eq!(body["events_before"][0]["content"]["body"], "m1");
+    assert_eq!(body["events_after"][0]["content"]["body"], "m3");
+    assert_eq!(body["events_before"].as_array().unwrap().len(), 1);
+    assert_eq!(body["events_after"].as_array().unwrap().len(), 1);
+    // `start` continues backwards from the context.
+    let (_, page) = messages(
+        &server,
+        &alice,
+        &room,
+        &format!("dir=b&limit=1&from={}", body["start"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(bodies(&page), vec!["m0"]);
+    assert!(
+        body["state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.create")
+    );
+    let bob = server.register("bob", "pw").await;
+    assert_error(
+        &server.get(&path, Some(&bob.token)).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn public_room_directory() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let busy = create_room(
+        &server,
+        &alice,
+        json!({ "visibility": "public", "name": "Busy Hearth", "topic": "warm" }),
+    )
+    .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{busy}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    let quiet = create_room(
+        &server,
+        &alice,
+        json!({ "visibility": "public", "name": "Quiet" }),
+    )
+    .await;
+    create_room(&server, &alice, json!({ "name": "Hidden" })).await;
+
+    let (status, body) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["room_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![busy.as_str(), quiet.as_str()],
+        "most members first, private rooms absent"
+    );
+    assert_eq!(body["chunk"][0]["num_joined_members"], 2);
+    assert_eq!(body["chunk"][0]["name"], "Busy Hearth");
+
+    let (_, first) = server
+        .get("/_matrix/client/v3/publicRooms?limit=1", None)
+        .await;
+    assert_eq!(first["chunk"].as_array().unwrap().len(), 1);
+    let next = first["next_batch"].as_str().unwrap();
+    let (_, second) = server
+        .get(
+            &format!("/_matrix/client/v3/publicRooms?limit=1&since={next}"),
+            None,
+        )
+        .await;
+    assert_eq!(second["chunk"][0]["room_id"], quiet.as_str());
+    assert!(second.get("next_batch").is_none());
+
+    let (status, found) = server
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            Some(&bob.token),
+            json!({ "filter": { "generic_search_term": "HEARTH" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["chunk"].as_array().unwrap().len(), 1);
+    assert_eq!(found["chunk"][0]["room_id"], busy.as_str());
+
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/directory/list/room/{quiet}"),
+            Some(&bob.token),
+            json!({ "visibility": "private" }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "bob has no power in that room"
+    );
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/directory/list/room/{quiet}"),
+            Some(&alice.token),
+            json!({ "visibility": "private" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(body["chunk"].as_array().unwrap().len(), 1);
+}

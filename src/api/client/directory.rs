@@ -3,7 +3,9 @@
 use axum::{Json, extract::State};
 use ruma::api::client::{
     alias::{create_alias, delete_alias, get_alias},
-    directory::{get_room_visibility, set_room_visibility},
+    directory::{
+        get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+    },
     room::{Visibility, aliases},
 };
 use serde_json::{Value, json};
@@ -101,4 +103,62 @@ pub async fn set_visibility(
     }
     services.rooms_directory_publish(&body.room_id, body.visibility == Visibility::Public)?;
     Ok(Json(json!({})))
+}
+
+fn public_rooms_json(page: crate::service::rooms::aliases::PublicRoomsPage) -> Value {
+    let mut response = json!({ "chunk": page.chunk, "total_room_count_estimate": page.total });
+    if let Some(next) = page.next_batch {
+        response["next_batch"] = json!(next);
+    }
+    if let Some(prev) = page.prev_batch {
+        response["prev_batch"] = json!(prev);
+    }
+    response
+}
+
+/// Refuses directory queries for other servers (they need federation).
+fn ensure_local_directory(services: &AppState, server: Option<&ruma::ServerName>) -> Result<()> {
+    match server {
+        Some(server) if server != services.users.server_name() => Err(Error::not_found(
+            "Room directories of other servers are not available yet",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `GET /publicRooms`
+pub async fn public_rooms(
+    State(services): State<AppState>,
+    request: Ruma<get_public_rooms::v3::Request>,
+) -> Result<Json<Value>> {
+    let body = request.body;
+    ensure_local_directory(&services, body.server.as_deref())?;
+    let limit = body.limit.map(|l| u64::from(l) as usize);
+    let page = services.public_rooms(limit, body.since.as_deref(), None, None)?;
+    Ok(Json(public_rooms_json(page)))
+}
+
+/// `POST /publicRooms` (with `filter.generic_search_term` and `filter.room_types`)
+pub async fn public_rooms_filtered(
+    State(services): State<AppState>,
+    request: Ruma<get_public_rooms_filtered::v3::Request>,
+) -> Result<Json<Value>> {
+    request.session()?;
+    let body = request.body;
+    ensure_local_directory(&services, body.server.as_deref())?;
+    let limit = body.limit.map(|l| u64::from(l) as usize);
+    let filter = serde_json::to_value(&body.filter).map_err(Error::internal)?;
+    let search = filter.get("generic_search_term").and_then(Value::as_str);
+    let room_types: Option<Vec<Option<String>>> = filter
+        .get("room_types")
+        .and_then(Value::as_array)
+        .map(|types| {
+            types
+                .iter()
+                .map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        });
+    let page =
+        services.public_rooms(limit, body.since.as_deref(), search, room_types.as_deref())?;
+    Ok(Json(public_rooms_json(page)))
 }

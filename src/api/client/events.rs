@@ -5,6 +5,7 @@ use ruma::{
     api::{
         Direction as RumaDirection,
         client::{
+            context::get_context,
             message::{get_message_events, send_message_event},
             redact::redact_event,
             room::get_room_event,
@@ -225,4 +226,38 @@ pub async fn redact(
         })
         .await?;
     Ok(Json(json!({ "event_id": pdu.event_id })))
+}
+
+/// Largest `limit` `/context` serves.
+const MAX_CONTEXT_LIMIT: usize = 100;
+
+/// `GET /rooms/{roomId}/context/{eventId}`
+pub async fn context(
+    State(services): State<AppState>,
+    request: Ruma<get_context::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let limit = (u64::from(body.limit) as usize).min(MAX_CONTEXT_LIMIT);
+    let filter =
+        EventFilter::from_json(&serde_json::to_value(&body.filter).map_err(Error::internal)?);
+    let context = services
+        .blocking(move |s| {
+            s.rooms
+                .context(&session, &body.room_id, &body.event_id, limit, &filter)
+        })
+        .await?;
+    let mut response = json!({
+        "event": context.event,
+        "events_before": context.before.chunk,
+        "events_after": context.after.chunk,
+        "state": context.state,
+    });
+    if let Some(start) = context.before.end {
+        response["start"] = json!(start.to_string());
+    }
+    if let Some(end) = context.after.end {
+        response["end"] = json!(end.to_string());
+    }
+    Ok(Json(response))
 }

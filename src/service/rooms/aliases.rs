@@ -200,3 +200,121 @@ impl Services {
         Ok(())
     }
 }
+
+/// One page of the public room directory.
+pub struct PublicRoomsPage {
+    pub chunk: Vec<serde_json::Value>,
+    pub next_batch: Option<String>,
+    pub prev_batch: Option<String>,
+    pub total: usize,
+}
+
+impl Services {
+    /// The public room directory, most joined members first. `since` is an opaque offset
+    /// token; `room_types` follows the spec (`None` inside means rooms without a type).
+    pub fn public_rooms(
+        &self,
+        limit: Option<usize>,
+        since: Option<&str>,
+        search: Option<&str>,
+        room_types: Option<&[Option<String>]>,
+    ) -> Result<PublicRoomsPage> {
+        use ruma::events::StateEventType;
+        use serde_json::{Value, json};
+        let offset = match since {
+            Some(token) => token
+                .strip_prefix('o')
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| Error::invalid_param("Invalid since token"))?,
+            None => 0,
+        };
+        let search = search.map(str::to_lowercase).filter(|s| !s.is_empty());
+        let mut rooms = Vec::new();
+        for room_id in self.aliases.public_rooms()? {
+            let state = |kind: StateEventType| -> Result<Value> {
+                Ok(self
+                    .rooms
+                    .current_state_event(&room_id, &kind, "")?
+                    .map(|e| e.content_value())
+                    .unwrap_or(Value::Null))
+            };
+            let create = state(StateEventType::RoomCreate)?;
+            let room_type = create
+                .get("type")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(types) = room_types
+                && !types.is_empty()
+                && !types.contains(&room_type)
+            {
+                continue;
+            }
+            let name = state(StateEventType::RoomName)?.get("name").cloned();
+            let topic = state(StateEventType::RoomTopic)?.get("topic").cloned();
+            let alias = state(StateEventType::RoomCanonicalAlias)?
+                .get("alias")
+                .cloned();
+            let avatar = state(StateEventType::RoomAvatar)?.get("url").cloned();
+            let join_rule = state(StateEventType::RoomJoinRules)?
+                .get("join_rule")
+                .cloned();
+            let guest = state(StateEventType::RoomGuestAccess)?
+                .get("guest_access")
+                .cloned();
+            if let Some(term) = &search {
+                let haystack = [&name, &topic, &alias]
+                    .iter()
+                    .filter_map(|v| v.as_ref().and_then(Value::as_str))
+                    .map(str::to_lowercase)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if !haystack.contains(term.as_str()) {
+                    continue;
+                }
+            }
+            let Some((short_room, _)) = self.rooms.room(&room_id)? else {
+                continue;
+            };
+            let joined = self.rooms.joined_member_count(short_room)?;
+            let mut entry = json!({
+                "room_id": room_id,
+                "num_joined_members": joined,
+                "world_readable": self.rooms.is_world_readable(&room_id)?,
+                "guest_can_join": guest.as_ref().and_then(Value::as_str) == Some("can_join"),
+                "join_rule": join_rule.unwrap_or(json!("public")),
+            });
+            for (key, value) in [
+                ("name", name),
+                ("topic", topic),
+                ("canonical_alias", alias),
+                ("avatar_url", avatar),
+            ] {
+                if let Some(value) = value.filter(|v| v.is_string()) {
+                    entry[key] = value;
+                }
+            }
+            if let Some(room_type) = room_type {
+                entry["room_type"] = json!(room_type);
+            }
+            rooms.push((joined, room_id.to_string(), entry));
+        }
+        rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let total = rooms.len();
+        let limit = limit.unwrap_or(total.max(1)).max(1);
+        let chunk: Vec<Value> = rooms
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, _, e)| e)
+            .collect();
+        let next_batch =
+            (offset + chunk.len() < total).then(|| format!("o{}", offset + chunk.len()));
+        let prev_batch = (offset > 0).then(|| format!("o{}", offset.saturating_sub(limit)));
+        Ok(PublicRoomsPage {
+            chunk,
+            next_batch,
+            prev_batch,
+            total,
+        })
+    }
+}

@@ -191,9 +191,8 @@ impl RoomService {
                 events.push(pdu.to_client_format(now_millis()));
             }
         }
-        if let Some(hash) = snapshot {
+        if snapshot.is_some() {
             // Include the user's own leave, which is not in the state before it.
-            let _ = hash;
             if let Some(m) = self.membership(user, room_id)?
                 && let Some(pdu) = self.get_pdu(&m.event_id)?
             {
@@ -270,6 +269,24 @@ impl RoomService {
             }
         }
         Ok(out)
+    }
+
+    /// How many members are joined right now.
+    pub fn joined_member_count(&self, short_room: u64) -> Result<usize> {
+        let mut count = 0;
+        for (short_key, short_event) in self.state.current_state(short_room)? {
+            if self
+                .state
+                .state_key_of(short_key)?
+                .is_some_and(|(kind, _)| kind == StateEventType::RoomMember)
+                && self
+                    .pdu_by_short(short_event)?
+                    .is_some_and(|pdu| pdu.content_value()["membership"] == "join")
+            {
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 
     /// The newest timeline position of a room.
@@ -362,6 +379,88 @@ impl RoomService {
             chunk,
             start: from,
             end,
+            state,
+        })
+    }
+}
+
+/// `GET /rooms/{roomId}/context/{eventId}`: the event, up to `limit` events around it, and the
+/// room state (only the senders' member events with `lazy_load_members`).
+pub struct Context {
+    pub event: Value,
+    pub before: MessagesPage,
+    pub after: MessagesPage,
+    pub state: Vec<Value>,
+}
+
+impl RoomService {
+    pub fn context(
+        &self,
+        session: &Session,
+        room_id: &RoomId,
+        event_id: &EventId,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<Context> {
+        let event = self.event_for_user(session, room_id, event_id)?;
+        let location = self
+            .location(event_id)?
+            .ok_or_else(|| Error::not_found("Event not found"))?;
+        let before_limit = limit / 2;
+        let after_limit = limit - before_limit;
+        let position = location.count;
+        let mut before = self.messages(
+            session,
+            room_id,
+            Some(position.saturating_sub(1)),
+            None,
+            Direction::Backward,
+            before_limit.max(1),
+            filter,
+        )?;
+        if before_limit == 0 {
+            before.chunk.clear();
+            before.end = Some(position.saturating_sub(1));
+        }
+        let mut after = self.messages(
+            session,
+            room_id,
+            Some(position),
+            None,
+            Direction::Forward,
+            after_limit.max(1),
+            filter,
+        )?;
+        if after_limit == 0 {
+            after.chunk.clear();
+            after.end = Some(position);
+        }
+        let state = if filter.lazy_load_members {
+            let mut senders: Vec<&str> = before
+                .chunk
+                .iter()
+                .chain(after.chunk.iter())
+                .chain(std::iter::once(&event))
+                .filter_map(|e| e["sender"].as_str())
+                .collect();
+            senders.sort_unstable();
+            senders.dedup();
+            let mut members = Vec::new();
+            for sender in senders {
+                if let Some(member) =
+                    self.current_state_event(room_id, &StateEventType::RoomMember, sender)?
+                {
+                    members.push(member.to_client_format(now_millis()));
+                }
+            }
+            members
+        } else {
+            self.state_for_user(&session.user_id, room_id)?
+        };
+        Ok(Context {
+            event,
+            before,
+            after,
             state,
         })
     }
