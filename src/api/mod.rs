@@ -88,7 +88,9 @@ impl RouterExt for Router<AppState> {
 
 /// Every route Hearth serves.
 pub fn router(services: AppState) -> Router {
-    use client::{account, devices, directory, discovery, events, profile, rooms, session};
+    use client::{
+        account, devices, directory, discovery, events, profile, relations, rooms, session,
+    };
     let routes = Router::new()
         // Discovery and capabilities
         .ruma(discovery::versions)
@@ -152,6 +154,10 @@ pub fn router(services: AppState) -> Router {
         .ruma(events::messages)
         .ruma(events::redact)
         .ruma(events::context)
+        .ruma(relations::all)
+        .ruma(relations::by_rel_type)
+        .ruma(relations::by_rel_and_event_type)
+        .ruma(relations::threads)
         // Aliases and directory
         .ruma(directory::put_alias)
         .ruma(directory::get_alias)

@@ -64,6 +64,23 @@ impl KeyCodec for (u64, u64) {
     }
 }
 
+/// A UTF-8 part then a number, e.g. (parent event id, child position): the number sorts
+/// numerically within each first part.
+impl KeyCodec for (String, u64) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+        out.push(SEPARATOR);
+        out.extend_from_slice(&self.1.to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let split = bytes.len().checked_sub(9)?;
+        (bytes[split] == SEPARATOR).then_some(())?;
+        let first = std::str::from_utf8(&bytes[..split]).ok()?;
+        let second = u64::from_be_bytes(bytes[split + 1..].try_into().ok()?);
+        Some((first.to_owned(), second))
+    }
+}
+
 /// Two UTF-8 parts, e.g. (localpart, device id).
 impl KeyCodec for (String, String) {
     fn encode_into(&self, out: &mut Vec<u8>) {
@@ -101,6 +118,15 @@ mod tests {
                 .encode()
                 .starts_with(&prefix("alice"))
         );
+    }
+
+    #[test]
+    fn string_then_number_round_trips_and_orders() {
+        let key = ("$event".to_owned(), 258u64);
+        assert_eq!(<(String, u64)>::decode(&key.encode()), Some(key.clone()));
+        assert!(("$event".to_owned(), 2u64).encode() < key.encode());
+        assert!(key.encode().starts_with(&prefix("$event")));
+        assert_eq!(<(String, u64)>::decode(b"short"), None);
     }
 
     #[test]

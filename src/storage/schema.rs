@@ -79,4 +79,12 @@ column_families! {
     Aliases => "aliases",
     /// Rooms published in the room directory. Key: room id. Value: `true`.
     PublicRooms => "public_rooms",
+    /// Events relating to an event (`m.relates_to` with a `rel_type`). Key: parent event id ‖
+    /// 0xFF ‖ child stream count (u64 BE). Value: `service::rooms::relations::Relation`.
+    Relations => "relations",
+    /// Thread roots. Key: room id ‖ 0xFF ‖ root event id. Value:
+    /// `service::rooms::relations::ThreadRecord`.
+    Threads => "threads",
+    /// Abuse reports for admins. Key: stream count (u64). Value: `service::reports::Report`.
+    Reports => "reports",
 }

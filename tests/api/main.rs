@@ -10,5 +10,6 @@ mod login;
 mod profile;
 mod refresh;
 mod register;
+mod relations;
 mod restart;
 mod rooms;

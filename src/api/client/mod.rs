@@ -6,5 +6,6 @@ pub mod directory;
 pub mod discovery;
 pub mod events;
 pub mod profile;
+pub mod relations;
 pub mod rooms;
 pub mod session;

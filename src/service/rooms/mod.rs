@@ -7,6 +7,7 @@ pub mod create;
 pub mod membership;
 pub mod pdu;
 pub mod read;
+pub mod relations;
 pub mod state;
 pub mod visibility;
 
@@ -110,6 +111,8 @@ pub struct RoomService {
     rooms: Table<u64, RoomRecord>,
     user_rooms: Table<(String, String), Membership>,
     txns: Table<(String, String), String>,
+    relations: Table<(String, u64), relations::Relation>,
+    threads: Table<(String, String), relations::ThreadRecord>,
     /// One lock per room: event creation in a room is serialized so `prev_events`, depth and
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
     room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
@@ -134,6 +137,8 @@ impl RoomService {
             rooms: db.table(Cf::Rooms),
             user_rooms: db.table(Cf::UserRooms),
             txns: db.table(Cf::TransactionIds),
+            relations: db.table(Cf::Relations),
+            threads: db.table(Cf::Threads),
             room_locks: Mutex::new(HashMap::new()),
             keys,
             db,
@@ -509,6 +514,7 @@ impl RoomService {
             self.redact_into(&mut batch, &target, &stored, rules)?;
         }
 
+        self.index_relation(&mut batch, &stored, count)?;
         self.pdus.put(&mut batch, &(short_room, count), object);
         self.events.put(
             &mut batch,

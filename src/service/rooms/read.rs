@@ -149,7 +149,7 @@ impl RoomService {
         if pdu.room_id != room_id || !self.user_can_see(&session.user_id, &pdu, &location)? {
             return Err(not_found());
         }
-        Ok(self.client_event(&pdu, &location, Some(session)))
+        self.client_event_with_aggregations(&pdu, &location, Some(session))
     }
 
     /// The state a user may read: current state while joined (or world-readable), the state at
@@ -356,7 +356,7 @@ impl RoomService {
                 continue;
             }
             senders.insert(pdu.sender.clone());
-            chunk.push(self.client_event(&pdu, &location, Some(session)));
+            chunk.push(self.client_event_with_aggregations(&pdu, &location, Some(session))?);
         }
         let exhausted = scanned_all && chunk.len() < limit;
         let end = match (exhausted, last_position, direction) {

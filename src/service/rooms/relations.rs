@@ -1,0 +1,266 @@
+//! Event relationships: the index of events relating to an event (`m.relates_to` with a
+//! `rel_type`), thread roots, the `/relations` and `/threads` reads, and the server-side
+//! aggregations clients rely on (`unsigned.m.relations`: the latest edit, thread summaries).
+
+use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{
+    error::{Error, Result},
+    service::{
+        rooms::{EventLocation, Pdu, RoomService, read::Direction},
+        sessions::Session,
+    },
+    storage::{Batch, codec},
+};
+
+/// One indexed relation (key: parent event id ‖ child position).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Relation {
+    pub child: OwnedEventId,
+    pub rel_type: String,
+    pub event_type: String,
+    pub sender: OwnedUserId,
+}
+
+/// A thread root (key: room id ‖ root event id).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ThreadRecord {
+    pub latest_event: Option<OwnedEventId>,
+    pub latest_count: u64,
+    pub count: u64,
+    pub participants: Vec<OwnedUserId>,
+}
+
+/// The relation an event declares, if any: (rel_type, parent).
+pub fn relation_of(pdu: &Pdu) -> Option<(String, OwnedEventId)> {
+    let content = pdu.content_value();
+    let relates_to = content.get("m.relates_to")?;
+    let rel_type = relates_to.get("rel_type")?.as_str()?.to_owned();
+    let parent = EventId::parse(relates_to.get("event_id")?.as_str()?).ok()?;
+    Some((rel_type, parent))
+}
+
+/// A page of `/relations` or `/threads`.
+pub struct RelationsPage {
+    pub chunk: Vec<Value>,
+    pub next_batch: Option<String>,
+}
+
+impl RoomService {
+    /// Indexes a new event's relation (and thread bookkeeping) in its write batch.
+    pub(super) fn index_relation(&self, batch: &mut Batch, pdu: &Pdu, count: u64) -> Result<()> {
+        let Some((rel_type, parent)) = relation_of(pdu) else {
+            return Ok(());
+        };
+        let relation = Relation {
+            child: pdu.event_id.clone(),
+            rel_type: rel_type.clone(),
+            event_type: pdu.kind.to_string(),
+            sender: pdu.sender.clone(),
+        };
+        self.relations
+            .put(batch, &(parent.to_string(), count), &relation);
+        if rel_type == "m.thread" {
+            let key = (pdu.room_id.to_string(), parent.to_string());
+            let mut thread = self.threads.get(&key)?.unwrap_or_default();
+            thread.latest_event = Some(pdu.event_id.clone());
+            thread.latest_count = count;
+            thread.count += 1;
+            if !thread.participants.contains(&pdu.sender) {
+                thread.participants.push(pdu.sender.clone());
+            }
+            self.threads.put(batch, &key, &thread);
+        }
+        Ok(())
+    }
+
+    /// Relations of `parent`, oldest first.
+    fn relations_of(&self, parent: &EventId) -> Result<Vec<(u64, Relation)>> {
+        Ok(self
+            .relations
+            .scan_prefix(&codec::prefix(parent.as_str()))?
+            .into_iter()
+            .map(|((_, count), relation)| (count, relation))
+            .collect())
+    }
+
+    /// `unsigned.m.relations` for an event as `viewer` sees it: the latest edit by the original
+    /// sender (`m.replace`) and the thread summary (`m.thread`).
+    pub fn aggregations(&self, pdu: &Pdu, viewer: Option<&Session>) -> Result<Option<Value>> {
+        let relations = self.relations_of(&pdu.event_id)?;
+        if relations.is_empty() {
+            return Ok(None);
+        }
+        let mut aggregated = serde_json::Map::new();
+        let latest_edit = relations
+            .iter()
+            .rev()
+            .filter(|(_, r)| {
+                r.rel_type == "m.replace"
+                    && r.sender == pdu.sender
+                    && r.event_type == pdu.kind.to_string()
+            })
+            .find_map(|(_, r)| {
+                self.get_pdu(&r.child).ok().flatten().filter(|edit| {
+                    !edit
+                        .content_value()
+                        .as_object()
+                        .is_none_or(|c| c.is_empty())
+                })
+            });
+        if let Some(edit) = latest_edit {
+            aggregated.insert(
+                "m.replace".into(),
+                edit.to_client_format(crate::util::now_millis()),
+            );
+        }
+        let key = (pdu.room_id.to_string(), pdu.event_id.to_string());
+        if let Some(thread) = self.threads.get(&key)?
+            && let Some(latest) = &thread.latest_event
+            && let Some(latest) = self.get_pdu(latest)?
+        {
+            let participated = viewer.is_some_and(|v| {
+                thread.participants.contains(&v.user_id) || pdu.sender == v.user_id
+            });
+            aggregated.insert(
+                "m.thread".into(),
+                json!({
+                    "latest_event": latest.to_client_format(crate::util::now_millis()),
+                    "count": thread.count,
+                    "current_user_participated": participated,
+                }),
+            );
+        }
+        Ok((!aggregated.is_empty()).then_some(Value::Object(aggregated)))
+    }
+
+    /// `GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]`
+    #[allow(clippy::too_many_arguments)]
+    pub fn relations_for_user(
+        &self,
+        session: &Session,
+        room_id: &RoomId,
+        parent: &EventId,
+        rel_type: Option<&str>,
+        event_type: Option<&str>,
+        from: Option<u64>,
+        to: Option<u64>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<RelationsPage> {
+        // The parent must be visible; this also checks room membership.
+        self.event_for_user(session, room_id, parent)?;
+        let mut relations = self.relations_of(parent)?;
+        if direction == Direction::Backward {
+            relations.reverse();
+        }
+        let mut chunk = Vec::new();
+        let mut next_batch = None;
+        for (count, relation) in relations {
+            let in_range = match direction {
+                Direction::Backward => {
+                    from.is_none_or(|f| count <= f) && to.is_none_or(|t| count > t)
+                }
+                Direction::Forward => {
+                    from.is_none_or(|f| count > f) && to.is_none_or(|t| count <= t)
+                }
+            };
+            if !in_range
+                || rel_type.is_some_and(|r| r != relation.rel_type)
+                || event_type.is_some_and(|e| e != relation.event_type)
+            {
+                continue;
+            }
+            if chunk.len() >= limit {
+                next_batch = Some(match direction {
+                    Direction::Backward => (count).to_string(),
+                    Direction::Forward => (count - 1).to_string(),
+                });
+                break;
+            }
+            let Some(location) = self.location(&relation.child)? else {
+                continue;
+            };
+            let Some(pdu) = self.pdu_at(location.short_room, location.count)? else {
+                continue;
+            };
+            if self.user_can_see(&session.user_id, &pdu, &location)? {
+                chunk.push(self.client_event_with_aggregations(&pdu, &location, Some(session))?);
+            }
+        }
+        Ok(RelationsPage { chunk, next_batch })
+    }
+
+    /// `GET /rooms/{roomId}/threads`: thread roots by latest activity; `participated` keeps
+    /// those the user took part in. The token is an offset.
+    pub fn threads_for_user(
+        &self,
+        session: &Session,
+        room_id: &RoomId,
+        participated_only: bool,
+        from: Option<&str>,
+        limit: usize,
+    ) -> Result<RelationsPage> {
+        let offset = match from {
+            Some(token) => token
+                .parse::<usize>()
+                .map_err(|_| Error::invalid_param("Invalid from token"))?,
+            None => 0,
+        };
+        let mut threads: Vec<(String, ThreadRecord)> = self
+            .threads
+            .scan_prefix(&codec::prefix(room_id.as_str()))?
+            .into_iter()
+            .map(|((_, root), thread)| (root, thread))
+            .collect();
+        threads.sort_by(|a, b| b.1.latest_count.cmp(&a.1.latest_count));
+        let mut chunk = Vec::new();
+        let mut position = offset;
+        for (root, thread) in threads.into_iter().skip(offset) {
+            if chunk.len() >= limit {
+                return Ok(RelationsPage {
+                    chunk,
+                    next_batch: Some(position.to_string()),
+                });
+            }
+            position += 1;
+            let Ok(root) = EventId::parse(&root) else {
+                continue;
+            };
+            let Some(location) = self.location(&root)? else {
+                continue;
+            };
+            let Some(pdu) = self.pdu_at(location.short_room, location.count)? else {
+                continue;
+            };
+            let participated =
+                thread.participants.contains(&session.user_id) || pdu.sender == session.user_id;
+            if (participated_only && !participated)
+                || !self.user_can_see(&session.user_id, &pdu, &location)?
+            {
+                continue;
+            }
+            chunk.push(self.client_event_with_aggregations(&pdu, &location, Some(session))?);
+        }
+        Ok(RelationsPage {
+            chunk,
+            next_batch: None,
+        })
+    }
+
+    /// The client format plus `unsigned.m.relations`.
+    pub fn client_event_with_aggregations(
+        &self,
+        pdu: &Pdu,
+        location: &EventLocation,
+        viewer: Option<&Session>,
+    ) -> Result<Value> {
+        let mut event = self.client_event(pdu, location, viewer);
+        if let Some(relations) = self.aggregations(pdu, viewer)? {
+            event["unsigned"]["m.relations"] = relations;
+        }
+        Ok(event)
+    }
+}
