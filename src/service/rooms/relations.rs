@@ -215,17 +215,15 @@ impl RoomService {
             .into_iter()
             .map(|((_, root), thread)| (root, thread))
             .collect();
-        threads.sort_by(|a, b| b.1.latest_count.cmp(&a.1.latest_count));
+        threads.sort_by_key(|(_, thread)| std::cmp::Reverse(thread.latest_count));
         let mut chunk = Vec::new();
-        let mut position = offset;
-        for (root, thread) in threads.into_iter().skip(offset) {
+        for (position, (root, thread)) in (offset..).zip(threads.into_iter().skip(offset)) {
             if chunk.len() >= limit {
                 return Ok(RelationsPage {
                     chunk,
                     next_batch: Some(position.to_string()),
                 });
             }
-            position += 1;
             let Ok(root) = EventId::parse(&root) else {
                 continue;
             };
