@@ -27,16 +27,28 @@ pub enum AdminCommand {
         password: String,
     },
     ListUsers,
+    ListReports,
 }
 
 /// The answer to a command (one JSON line).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum AdminReply {
-    Created { user_id: String },
-    PasswordReset { user_id: String },
-    Users { users: Vec<UserSummary> },
-    Failed { error: String },
+    Created {
+        user_id: String,
+    },
+    PasswordReset {
+        user_id: String,
+    },
+    Users {
+        users: Vec<UserSummary>,
+    },
+    Reports {
+        reports: Vec<crate::service::reports::Report>,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// Where the admin socket of a data dir lives.
@@ -83,6 +95,9 @@ pub async fn execute(services: &Services, command: AdminCommand) -> AdminReply {
             }
             AdminCommand::ListUsers => Ok(AdminReply::Users {
                 users: services.users.list()?,
+            }),
+            AdminCommand::ListReports => Ok(AdminReply::Reports {
+                reports: services.reports.list()?,
             }),
         }
     }
@@ -145,6 +160,7 @@ fn redacted(command: &AdminCommand) -> String {
         AdminCommand::CreateUser { name, admin, .. } => format!("create_user {name} admin={admin}"),
         AdminCommand::ResetPassword { name, .. } => format!("reset_password {name}"),
         AdminCommand::ListUsers => "list_users".to_owned(),
+        AdminCommand::ListReports => "list_reports".to_owned(),
     }
 }
 

@@ -27,6 +27,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Abuse reports filed by users.
+    Reports {
+        #[command(subcommand)]
+        command: ReportsCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -53,6 +58,12 @@ enum UserCommand {
         password_file: Option<PathBuf>,
     },
     /// List accounts.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ReportsCommand {
+    /// List every report, oldest first, one JSON object per line.
     List,
 }
 
@@ -86,6 +97,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => runtime.block_on(serve(config)),
         Command::User { command } => runtime.block_on(user(config, command)),
+        Command::Reports {
+            command: ReportsCommand::List,
+        } => runtime.block_on(admin_command(config, AdminCommand::ListReports, None)),
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check(&config),
@@ -197,6 +211,15 @@ async fn user(config: Config, command: UserCommand) -> Result<(), String> {
         }
         UserCommand::List => (AdminCommand::ListUsers, None),
     };
+    admin_command(config, command, generated).await
+}
+
+/// Runs an admin command on the running server, or here when none runs, and prints the reply.
+async fn admin_command(
+    config: Config,
+    command: AdminCommand,
+    generated: Option<String>,
+) -> Result<(), String> {
     let reply = match admin::send(&config, &command).await {
         Ok(Some(reply)) => reply,
         Ok(None) => run_offline(config, command).await?,
@@ -216,6 +239,14 @@ async fn user(config: Config, command: UserCommand) -> Result<(), String> {
                     (false, false) => "",
                 };
                 println!("{}{flags}", user.user_id);
+            }
+        }
+        AdminReply::Reports { reports } => {
+            for report in reports {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).map_err(|e| e.to_string())?
+                );
             }
         }
         AdminReply::Failed { error } => return Err(error),

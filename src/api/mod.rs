@@ -89,7 +89,8 @@ impl RouterExt for Router<AppState> {
 /// Every route Hearth serves.
 pub fn router(services: AppState) -> Router {
     use client::{
-        account, devices, directory, discovery, events, profile, relations, rooms, session,
+        account, devices, directory, discovery, events, profile, relations, reporting, rooms,
+        session, user_directory,
     };
     let routes = Router::new()
         // Discovery and capabilities
@@ -158,6 +159,12 @@ pub fn router(services: AppState) -> Router {
         .ruma(relations::by_rel_type)
         .ruma(relations::by_rel_and_event_type)
         .ruma(relations::threads)
+        .ruma(events::timestamp_to_event)
+        // Reports and the user directory
+        .ruma(reporting::report_event)
+        .ruma(reporting::report_room)
+        .ruma(reporting::report_user)
+        .ruma(user_directory::search)
         // Aliases and directory
         .ruma(directory::put_alias)
         .ruma(directory::get_alias)

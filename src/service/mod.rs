@@ -5,10 +5,12 @@ pub mod keys;
 pub mod password;
 pub mod profiles;
 pub mod ratelimit;
+pub mod reports;
 pub mod rooms;
 pub mod sessions;
 pub mod shared_secret;
 pub mod uiaa;
+pub mod user_directory;
 pub mod users;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ pub struct Services {
     pub keys: Arc<keys::ServerKeys>,
     pub rooms: rooms::RoomService,
     pub aliases: rooms::aliases::AliasService,
+    pub reports: reports::ReportService,
 }
 
 impl Services {
@@ -41,6 +44,7 @@ impl Services {
         Ok(Self {
             rooms: rooms::RoomService::new(db.clone(), keys.clone()),
             aliases: rooms::aliases::AliasService::new(db.clone()),
+            reports: reports::ReportService::new(db.clone()),
             keys,
             users: users::UserService::new(db.clone(), config.server_name(), hasher),
             sessions: sessions::SessionService::new(db.clone(), config.access_token_lifetime_secs),

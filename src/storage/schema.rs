@@ -85,6 +85,9 @@ column_families! {
     /// Thread roots. Key: room id ‖ 0xFF ‖ root event id. Value:
     /// `service::rooms::relations::ThreadRecord`.
     Threads => "threads",
+    /// Rooms whose current join rule is `public` (the user directory searches their members).
+    /// Key: room id. Value: `true`.
+    PublicJoinRule => "public_join_rule",
     /// Abuse reports for admins. Key: stream count (u64). Value: `service::reports::Report`.
     Reports => "reports",
 }

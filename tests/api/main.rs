@@ -4,6 +4,7 @@ mod accounts;
 mod admin;
 mod common;
 mod devices;
+mod directory;
 mod discovery;
 mod errors;
 mod login;

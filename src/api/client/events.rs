@@ -8,7 +8,7 @@ use ruma::{
             context::get_context,
             message::{get_message_events, send_message_event},
             redact::redact_event,
-            room::get_room_event,
+            room::{get_event_by_timestamp, get_room_event},
             state::{get_state_event_for_key, get_state_events, send_state_event},
         },
     },
@@ -260,4 +260,27 @@ pub async fn context(
         response["end"] = json!(end.to_string());
     }
     Ok(Json(response))
+}
+
+/// `GET /rooms/{roomId}/timestamp_to_event`
+pub async fn timestamp_to_event(
+    State(services): State<AppState>,
+    request: Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let direction = match body.dir {
+        RumaDirection::Backward => Direction::Backward,
+        RumaDirection::Forward => Direction::Forward,
+    };
+    let ts = u64::from(body.ts.get());
+    let (event_id, sent) = services
+        .blocking(move |s| {
+            s.rooms
+                .event_at_timestamp(&session, &body.room_id, ts, direction)
+        })
+        .await?;
+    Ok(Json(
+        json!({ "event_id": event_id, "origin_server_ts": sent }),
+    ))
 }

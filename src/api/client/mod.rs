@@ -7,5 +7,7 @@ pub mod discovery;
 pub mod events;
 pub mod profile;
 pub mod relations;
+pub mod reporting;
 pub mod rooms;
 pub mod session;
+pub mod user_directory;

@@ -113,6 +113,7 @@ pub struct RoomService {
     txns: Table<(String, String), String>,
     relations: Table<(String, u64), relations::Relation>,
     threads: Table<(String, String), relations::ThreadRecord>,
+    public_join_rule: Table<String, bool>,
     /// One lock per room: event creation in a room is serialized so `prev_events`, depth and
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
     room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
@@ -139,6 +140,7 @@ impl RoomService {
             txns: db.table(Cf::TransactionIds),
             relations: db.table(Cf::Relations),
             threads: db.table(Cf::Threads),
+            public_join_rule: db.table(Cf::PublicJoinRule),
             room_locks: Mutex::new(HashMap::new()),
             keys,
             db,
@@ -256,6 +258,16 @@ impl RoomService {
             .scan_prefix(&prefix)?
             .into_iter()
             .filter_map(|((_, room), membership)| Some((RoomId::parse(room).ok()?, membership)))
+            .collect())
+    }
+
+    /// Rooms anyone may join (current join rule `public`).
+    pub fn rooms_with_public_join_rule(&self) -> Result<Vec<OwnedRoomId>> {
+        Ok(self
+            .public_join_rule
+            .scan_all()?
+            .into_iter()
+            .filter_map(|(room, _)| RoomId::parse(room).ok())
             .collect())
     }
 
@@ -490,6 +502,14 @@ impl RoomService {
             )?;
             self.state
                 .set_current(&mut batch, short_room, short_key, short_event);
+            if stored.kind == TimelineEventType::RoomJoinRules && state_key.is_empty() {
+                let key = stored.room_id.to_string();
+                if stored.content_value()["join_rule"] == "public" {
+                    self.public_join_rule.put(&mut batch, &key, &true);
+                } else {
+                    self.public_join_rule.delete(&mut batch, &key);
+                }
+            }
             if stored.kind == TimelineEventType::RoomMember {
                 let membership = stored.content_value()["membership"]
                     .as_str()

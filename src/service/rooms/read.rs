@@ -249,6 +249,17 @@ impl RoomService {
         let (short_room, _) = self
             .room(room_id)?
             .ok_or_else(|| Error::not_found("Unknown room"))?;
+        Ok(self
+            .joined_member_profiles(short_room)?
+            .into_iter()
+            .map(|(member, content)| {
+                (member, json!({ "display_name": content["displayname"], "avatar_url": content["avatar_url"] }))
+            })
+            .collect())
+    }
+
+    /// Joined members of a room with their member-event content (display name, avatar).
+    pub fn joined_member_profiles(&self, short_room: u64) -> Result<Vec<(OwnedUserId, Value)>> {
         let mut out = Vec::new();
         for (short_key, short_event) in self.state.current_state(short_room)? {
             let Some((kind, state_key)) = self.state.state_key_of(short_key)? else {
@@ -261,11 +272,10 @@ impl RoomService {
                 continue;
             };
             let content = pdu.content_value();
-            if content["membership"] != "join" {
-                continue;
-            }
-            if let Ok(member) = UserId::parse(state_key) {
-                out.push((member, json!({ "display_name": content["displayname"], "avatar_url": content["avatar_url"] })));
+            if content["membership"] == "join"
+                && let Ok(user) = UserId::parse(state_key)
+            {
+                out.push((user, content));
             }
         }
         Ok(out)
@@ -273,20 +283,75 @@ impl RoomService {
 
     /// How many members are joined right now.
     pub fn joined_member_count(&self, short_room: u64) -> Result<usize> {
-        let mut count = 0;
-        for (short_key, short_event) in self.state.current_state(short_room)? {
-            if self
-                .state
-                .state_key_of(short_key)?
-                .is_some_and(|(kind, _)| kind == StateEventType::RoomMember)
-                && self
-                    .pdu_by_short(short_event)?
-                    .is_some_and(|pdu| pdu.content_value()["membership"] == "join")
-            {
-                count += 1;
+        Ok(self.joined_member_profiles(short_room)?.len())
+    }
+
+    /// The event closest to `ts` in the given direction (`GET /timestamp_to_event`): a binary
+    /// search over timeline positions (local timestamps grow with positions), then a short
+    /// walk to the nearest event the user may see.
+    pub fn event_at_timestamp(
+        &self,
+        session: &Session,
+        room_id: &RoomId,
+        ts: u64,
+        direction: Direction,
+    ) -> Result<(String, u64)> {
+        self.ensure_may_read(&session.user_id, room_id)?;
+        let (short_room, _) = self
+            .room(room_id)?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let first_at_or_after = |position: u64| -> Result<Option<(u64, Pdu)>> {
+            let rows = self.pdus.range(
+                &(short_room, position).encode(),
+                &(short_room, u64::MAX).encode(),
+                false,
+                1,
+            )?;
+            rows.into_iter()
+                .next()
+                .map(|((_, count), object)| Ok((count, Pdu::from_object(&object)?)))
+                .transpose()
+        };
+        // Smallest position from which every event is on the far side of `ts`: `>= ts` going
+        // forward, `> ts` going backward (events at exactly `ts` count as "before" then).
+        let past = |sent: u64| match direction {
+            Direction::Forward => sent >= ts,
+            Direction::Backward => sent > ts,
+        };
+        let (mut low, mut high) = (0u64, self.latest_count(short_room)?.saturating_add(1));
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match first_at_or_after(mid)? {
+                // Every position in mid..=count starts at this same event, so skip past it.
+                Some((count, pdu)) if !past(u64::from(pdu.origin_server_ts.get())) => {
+                    low = count + 1
+                }
+                _ => high = mid,
             }
         }
-        Ok(count)
+        let boundary = low;
+        let (start, end, backward) = match direction {
+            Direction::Forward => ((short_room, boundary), (short_room, u64::MAX), false),
+            Direction::Backward => ((short_room, 0), (short_room, boundary), true),
+        };
+        for (_, object) in self
+            .pdus
+            .range(&start.encode(), &end.encode(), backward, MAX_SCAN)?
+        {
+            let pdu = Pdu::from_object(&object)?;
+            let Some(location) = self.location(&pdu.event_id)? else {
+                continue;
+            };
+            let sent = u64::from(pdu.origin_server_ts.get());
+            let right_side = match direction {
+                Direction::Forward => sent >= ts,
+                Direction::Backward => sent <= ts,
+            };
+            if right_side && self.user_can_see(&session.user_id, &pdu, &location)? {
+                return Ok((pdu.event_id.to_string(), sent));
+            }
+        }
+        Err(Error::not_found("No event found in that direction"))
     }
 
     /// The newest timeline position of a room.
