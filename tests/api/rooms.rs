@@ -691,3 +691,98 @@ async fn public_room_directory() {
     let (_, body) = server.get("/_matrix/client/v3/publicRooms", None).await;
     assert_eq!(body["chunk"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_thousand_events_paginate_exactly_once_in_both_directions() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice, json!({})).await;
+    let total = 1000;
+    let mut sent = Vec::with_capacity(total);
+    for i in 0..total {
+        sent.push(send_text(&server, &alice, &room, &format!("p{i}"), &format!("{i}")).await);
+    }
+    let only_messages = "filter=%7B%22types%22%3A%5B%22m.room.message%22%5D%7D";
+    let collect = |direction: &'static str| {
+        let server = &server;
+        let alice = &alice;
+        let room = room.clone();
+        async move {
+            let mut ids = Vec::new();
+            let mut from = String::new();
+            loop {
+                let query = format!("dir={direction}&limit=97&{only_messages}{from}");
+                let (status, page) = messages(server, alice, &room, &query).await;
+                assert_eq!(status, StatusCode::OK, "{page}");
+                ids.extend(
+                    page["chunk"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e["event_id"].as_str().unwrap().to_owned()),
+                );
+                match page["end"].as_str() {
+                    Some(end) => from = format!("&from={end}"),
+                    None => break,
+                }
+            }
+            ids
+        }
+    };
+    let backward = collect("b").await;
+    let mut expected_backward = sent.clone();
+    expected_backward.reverse();
+    assert_eq!(backward, expected_backward);
+    let forward = collect("f").await;
+    assert_eq!(forward, sent);
+}
+
+#[tokio::test]
+async fn kicked_users_cannot_send_and_banned_users_cannot_join() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    send_text(&server, &bob, &room, "b1", "while joined").await;
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/kick"),
+            Some(&alice.token),
+            json!({ "user_id": bob.user_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/b2");
+    let response = server
+        .put(
+            &path,
+            Some(&bob.token),
+            json!({ "msgtype": "m.text", "body": "after kick" }),
+        )
+        .await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let (_, page) = messages(&server, &alice, &room, "dir=b&limit=50").await;
+    assert_eq!(bodies(&page), vec!["while joined"], "nothing stored");
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/ban"),
+            Some(&alice.token),
+            json!({ "user_id": bob.user_id }),
+        )
+        .await;
+    let response = server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}
