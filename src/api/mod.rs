@@ -146,6 +146,8 @@ pub fn router(services: AppState) -> Router {
         .ruma(rooms::forget)
         .ruma(rooms::members)
         .ruma(rooms::joined_members)
+        .ruma(rooms::knock)
+        .ruma(rooms::upgrade)
         // Events
         .ruma(events::send)
         .ruma(events::put_state)

@@ -8,6 +8,7 @@ mod directory;
 mod discovery;
 mod errors;
 mod login;
+mod membership;
 mod profile;
 mod refresh;
 mod register;

@@ -229,3 +229,35 @@ pub async fn joined_members(
         .collect();
     Ok(Json(json!({ "joined": joined })))
 }
+
+/// `POST /knock/{roomIdOrAlias}`
+pub async fn knock(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let target = request.body.room_id_or_alias.clone();
+    let room_id: OwnedRoomId = match <&RoomId>::try_from(&*target) {
+        Ok(room_id) => room_id.to_owned(),
+        Err(alias) => services.resolve_alias(alias)?,
+    };
+    let reason = request.body.reason;
+    let knocked = room_id.clone();
+    services
+        .blocking(move |s| s.knock(&user, &knocked, reason))
+        .await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+/// `POST /rooms/{roomId}/upgrade`
+pub async fn upgrade(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::room::upgrade_room::v3::Request>,
+) -> Result<Json<Value>> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    let new_room = services
+        .blocking(move |s| s.upgrade_room(&user, &body.room_id, body.new_version))
+        .await?;
+    Ok(Json(json!({ "replacement_room": new_room })))
+}

@@ -57,6 +57,15 @@ impl AliasService {
         Ok(())
     }
 
+    /// Points an existing alias at another room (room upgrades).
+    pub fn repoint(&self, alias: &RoomAliasId, room_id: &RoomId) -> Result<()> {
+        let mut record = self
+            .resolve_local(alias)?
+            .ok_or_else(|| Error::not_found("Unknown alias"))?;
+        record.room_id = room_id.to_owned();
+        self.put(alias, &record)
+    }
+
     fn remove(&self, alias: &RoomAliasId) -> Result<()> {
         let mut batch = self.db.batch();
         self.aliases.delete(&mut batch, &alias.as_str().to_owned());

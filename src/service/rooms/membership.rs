@@ -46,11 +46,99 @@ impl Services {
             return Ok(());
         }
         let profile = self.profiles.get(user)?.unwrap_or_default();
+        let mut content = member_content("join", &profile, false);
+        if let Some(authoriser) = self.restricted_join_authoriser(user, room_id)? {
+            content["join_authorised_via_users_server"] = json!(authoriser);
+        }
+        self.membership_event(user, room_id, user, content, reason)?;
+        Ok(())
+    }
+
+    /// For rooms with a `restricted` (or `knock_restricted`) join rule and a user who is not
+    /// invited: checks the user is joined to one of the allowed rooms and names a local member
+    /// with the power to invite, as the authorization rules require. `None` when the room's
+    /// rule needs no authoriser (the rules then decide).
+    fn restricted_join_authoriser(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+    ) -> Result<Option<ruma::OwnedUserId>> {
+        use ruma::events::StateEventType;
+        let Some(rules) =
+            self.rooms
+                .current_state_event(room_id, &StateEventType::RoomJoinRules, "")?
+        else {
+            return Ok(None);
+        };
+        let content = rules.content_value();
+        let rule = content["join_rule"].as_str().unwrap_or("");
+        if rule != "restricted" && rule != "knock_restricted" {
+            return Ok(None);
+        }
+        if self
+            .rooms
+            .membership(user, room_id)?
+            .is_some_and(|m| m.membership == "invite")
+        {
+            return Ok(None);
+        }
+        let allowed_rooms: Vec<&str> = content["allow"]
+            .as_array()
+            .map(|allow| {
+                allow
+                    .iter()
+                    .filter(|a| a["type"] == "m.room_membership")
+                    .filter_map(|a| a["room_id"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let in_allowed_room = allowed_rooms.iter().any(|allowed| {
+            RoomId::parse(allowed).ok().is_some_and(|allowed| {
+                self.rooms
+                    .membership(user, &allowed)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| m.membership == "join")
+            })
+        });
+        if !in_allowed_room {
+            return Err(Error::forbidden(
+                "You are not a member of any room that grants access to this one",
+            ));
+        }
+        let levels = self.rooms.power_levels(room_id)?;
+        let needed = levels.action("invite");
+        let Some((short_room, _)) = self.rooms.room(room_id)? else {
+            return Ok(None);
+        };
+        let authoriser = self
+            .rooms
+            .joined_member_profiles(short_room)?
+            .into_iter()
+            .map(|(member, _)| member)
+            .filter(|member| self.users.is_local(member))
+            .find(|member| levels.user(member) >= needed);
+        authoriser
+            .map(Some)
+            .ok_or_else(|| Error::forbidden("No member of this server may authorise your join"))
+    }
+
+    /// Knocks on a local room (its join rule must allow knocking). Blocking.
+    pub fn knock(&self, user: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<()> {
+        self.ensure_local_room(room_id)?;
+        if let Some(current) = self.rooms.membership(user, room_id)? {
+            match current.membership.as_str() {
+                "join" => return Err(Error::forbidden("You are already in the room")),
+                "ban" => return Err(Error::forbidden("You are banned from the room")),
+                _ => {}
+            }
+        }
+        let profile = self.profiles.get(user)?.unwrap_or_default();
         self.membership_event(
             user,
             room_id,
             user,
-            member_content("join", &profile, false),
+            member_content("knock", &profile, false),
             reason,
         )?;
         Ok(())

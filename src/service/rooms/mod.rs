@@ -9,6 +9,7 @@ pub mod pdu;
 pub mod read;
 pub mod relations;
 pub mod state;
+pub mod upgrade;
 pub mod visibility;
 
 use std::{
