@@ -41,10 +41,10 @@ impl Services {
         if self.rooms.room(old_room)?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
-        if !self
+        if self
             .rooms
             .membership(user, old_room)?
-            .is_some_and(|m| m.membership == "join")
+            .is_none_or(|m| m.membership != "join")
         {
             return Err(Error::forbidden("You are not in this room"));
         }
