@@ -90,7 +90,7 @@ impl RouterExt for Router<AppState> {
 pub fn router(services: AppState) -> Router {
     use client::{
         account, devices, directory, discovery, events, profile, relations, reporting, rooms,
-        session, user_directory,
+        search, session, user_directory,
     };
     let routes = Router::new()
         // Discovery and capabilities
@@ -167,6 +167,7 @@ pub fn router(services: AppState) -> Router {
         .ruma(reporting::report_room)
         .ruma(reporting::report_user)
         .ruma(user_directory::search)
+        .ruma(search::search)
         // Aliases and directory
         .ruma(directory::put_alias)
         .ruma(directory::get_alias)

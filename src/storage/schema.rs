@@ -88,6 +88,9 @@ column_families! {
     /// Rooms whose current join rule is `public` (the user directory searches their members).
     /// Key: room id. Value: `true`.
     PublicJoinRule => "public_join_rule",
+    /// Full-text index of message bodies, room names and topics. Key: room id ‖ 0x00 ‖ token
+    /// ‖ 0xFF ‖ stream count. Value: the fields holding the token (`content.body`, …).
+    SearchIndex => "search_index",
     /// Abuse reports for admins. Key: stream count (u64). Value: `service::reports::Report`.
     Reports => "reports",
 }

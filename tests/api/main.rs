@@ -15,3 +15,4 @@ mod register;
 mod relations;
 mod restart;
 mod rooms;
+mod search;

@@ -9,5 +9,6 @@ pub mod profile;
 pub mod relations;
 pub mod reporting;
 pub mod rooms;
+pub mod search;
 pub mod session;
 pub mod user_directory;

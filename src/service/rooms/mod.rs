@@ -8,6 +8,7 @@ pub mod membership;
 pub mod pdu;
 pub mod read;
 pub mod relations;
+pub mod search;
 pub mod state;
 pub mod upgrade;
 pub mod visibility;
@@ -115,6 +116,7 @@ pub struct RoomService {
     relations: Table<(String, u64), relations::Relation>,
     threads: Table<(String, String), relations::ThreadRecord>,
     public_join_rule: Table<String, bool>,
+    search_index: Table<(String, u64), Vec<String>>,
     /// One lock per room: event creation in a room is serialized so `prev_events`, depth and
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
     room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
@@ -142,6 +144,7 @@ impl RoomService {
             relations: db.table(Cf::Relations),
             threads: db.table(Cf::Threads),
             public_join_rule: db.table(Cf::PublicJoinRule),
+            search_index: db.table(Cf::SearchIndex),
             room_locks: Mutex::new(HashMap::new()),
             keys,
             db,
@@ -536,6 +539,7 @@ impl RoomService {
         }
 
         self.index_relation(&mut batch, &stored, count)?;
+        self.index_for_search(&mut batch, &stored, count);
         self.pdus.put(&mut batch, &(short_room, count), object);
         self.events.put(
             &mut batch,
@@ -579,6 +583,7 @@ impl RoomService {
         let Some(object) = self.pdus.get(&(location.short_room, location.count))? else {
             return Ok(());
         };
+        self.unindex_for_search(batch, &Pdu::from_object(&object)?, location.count);
         let mut redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
             .map_err(|e| Error::internal(format!("redacting: {e}")))?;
         // `redact` keeps only PDU fields; our stored extras come back.
