@@ -786,3 +786,72 @@ async fn kicked_users_cannot_send_and_banned_users_cannot_join() {
         .await;
     assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn members_at_a_point_in_time_and_acl_content_checks() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    let (_, page) = messages(&server, &alice, &room, "dir=b&limit=1").await;
+    let before_bob = page["start"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    let members = |query: String| {
+        let server = &server;
+        let alice = &alice;
+        let room = room.clone();
+        async move {
+            let (status, body) = server
+                .get(
+                    &format!("/_matrix/client/v3/rooms/{room}/members{query}"),
+                    Some(&alice.token),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let mut users: Vec<String> = body["chunk"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["state_key"].as_str().unwrap().to_owned())
+                .collect();
+            users.sort();
+            users
+        }
+    };
+    assert_eq!(
+        members(String::new()).await,
+        vec![alice.user_id.clone(), bob.user_id.clone()]
+    );
+    assert_eq!(
+        members(format!("?at={before_bob}")).await,
+        vec![alice.user_id.clone()]
+    );
+    assert_eq!(
+        members("?not_membership=join".to_owned()).await,
+        Vec::<String>::new()
+    );
+
+    let acl = format!("/_matrix/client/v3/rooms/{room}/state/m.room.server_acl/");
+    let bad = server
+        .put(
+            &acl,
+            Some(&alice.token),
+            json!({ "allow": "*", "deny": [] }),
+        )
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    let (status, _) = server
+        .put(
+            &acl,
+            Some(&alice.token),
+            json!({ "allow": ["*"], "deny": ["evil.example"], "allow_ip_literals": false }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -42,6 +42,21 @@ fn check_content(kind: &str, content: &Value) -> Result<()> {
             "m.room.message needs string msgtype and body",
         ));
     }
+    if kind == "m.room.server_acl" {
+        let string_list = |key: &str| match content.get(key) {
+            None => true,
+            Some(Value::Array(items)) => items.iter().all(Value::is_string),
+            Some(_) => false,
+        };
+        let ip_flag_ok = content
+            .get("allow_ip_literals")
+            .is_none_or(Value::is_boolean);
+        if !string_list("allow") || !string_list("deny") || !ip_flag_ok {
+            return Err(Error::bad_json(
+                "m.room.server_acl needs string lists allow/deny and a boolean allow_ip_literals",
+            ));
+        }
+    }
     Ok(())
 }
 

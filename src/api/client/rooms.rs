@@ -203,12 +203,22 @@ pub async fn members(
     let body = request.body;
     let membership = body.membership.map(|m| m.to_string());
     let not_membership = body.not_membership.map(|m| m.to_string());
+    let at = body
+        .at
+        .as_deref()
+        .map(|token| {
+            token
+                .parse::<u64>()
+                .map_err(|_| Error::invalid_param(format!("Invalid at token {token:?}")))
+        })
+        .transpose()?;
     let chunk = services.blocking(move |s| {
         s.rooms.members_for_user(
             &user,
             &body.room_id,
             membership.as_deref(),
             not_membership.as_deref(),
+            at,
         )
     });
     Ok(Json(json!({ "chunk": chunk.await? })))

@@ -224,9 +224,13 @@ impl RoomService {
         room_id: &RoomId,
         membership: Option<&str>,
         not_membership: Option<&str>,
+        at: Option<u64>,
     ) -> Result<Vec<Value>> {
-        Ok(self
-            .state_for_user(user, room_id)?
+        let state = match at {
+            None => self.state_for_user(user, room_id)?,
+            Some(position) => self.state_at_position(user, room_id, position)?,
+        };
+        Ok(state
             .into_iter()
             .filter(|e| e["type"] == "m.room.member")
             .filter(|e| {
@@ -234,6 +238,56 @@ impl RoomService {
                 membership.is_none_or(|want| want == m) && not_membership.is_none_or(|not| not != m)
             })
             .collect())
+    }
+
+    /// The room state just after timeline position `position` (never later than the point
+    /// where the user left, for users no longer in the room).
+    fn state_at_position(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        position: u64,
+    ) -> Result<Vec<Value>> {
+        let (short_room, snapshot) = self.readable_state(user, room_id)?;
+        let limit = match snapshot {
+            Some(_) => {
+                let left = self.membership(user, room_id)?.map_or(0, |m| m.count);
+                position.min(left)
+            }
+            None => position,
+        };
+        let last = self.pdus.range(
+            &(short_room, 0).encode(),
+            &(short_room, limit.saturating_add(1)).encode(),
+            true,
+            1,
+        )?;
+        let Some((_, object)) = last.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let pdu = Pdu::from_object(&object)?;
+        let location = self
+            .location(&pdu.event_id)?
+            .ok_or_else(|| Error::internal("event index missing"))?;
+        let mut entries: std::collections::HashMap<u64, u64> =
+            match self.state_hash_before(location.short_event)? {
+                Some(hash) if hash != 0 => (*self.state.load(hash)?).clone(),
+                _ => Default::default(),
+            };
+        if let Some(state_key) = &pdu.state_key
+            && let Some(short_key) = self
+                .state
+                .short_state_key(&pdu.kind.to_string(), state_key)?
+        {
+            entries.insert(short_key, location.short_event);
+        }
+        let mut events = Vec::with_capacity(entries.len());
+        for short_event in entries.into_values() {
+            if let Some(event) = self.pdu_by_short(short_event)? {
+                events.push(event.to_client_format(now_millis()));
+            }
+        }
+        Ok(events)
     }
 
     /// Currently joined members with their profile in the room (`GET /joined_members`).
