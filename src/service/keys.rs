@@ -64,3 +64,97 @@ impl ServerKeys {
             .encode()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::{
+        CanonicalJsonValue, room_version_rules::RoomVersionRules, serde::base64::Standard,
+        signatures::Ed25519KeyPair,
+    };
+
+    /// The signing key of the spec's examples (Appendices, "Signing JSON"): seed
+    /// `YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1`, key `ed25519:1`, server `domain`.
+    fn spec_key() -> Ed25519KeyPair {
+        let seed = ruma::serde::Base64::<Standard, Vec<u8>>::parse(
+            "YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1",
+        )
+        .unwrap();
+        // PKCS#8 v1 wrapping of a raw ed25519 seed.
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(seed.as_bytes());
+        Ed25519KeyPair::from_der(&der, "1".to_owned()).unwrap()
+    }
+
+    fn object(json: serde_json::Value) -> ruma::CanonicalJsonObject {
+        match ruma::canonical_json::to_canonical_value(json).unwrap() {
+            CanonicalJsonValue::Object(object) => object,
+            _ => unreachable!(),
+        }
+    }
+
+    fn signature(object: &ruma::CanonicalJsonObject) -> String {
+        let CanonicalJsonValue::Object(signatures) = &object["signatures"] else {
+            panic!("no signatures")
+        };
+        let CanonicalJsonValue::Object(domain) = &signatures["domain"] else {
+            panic!("no domain")
+        };
+        domain["ed25519:1"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn signs_json_like_the_spec_examples() {
+        let key = spec_key();
+        let mut empty = object(serde_json::json!({}));
+        ruma::signatures::sign_json("domain", &key, &mut empty).unwrap();
+        assert_eq!(
+            signature(&empty),
+            "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"
+        );
+        let mut data = object(serde_json::json!({ "one": 1, "two": "Two" }));
+        ruma::signatures::sign_json("domain", &key, &mut data).unwrap();
+        assert_eq!(
+            signature(&data),
+            "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL53+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw"
+        );
+    }
+
+    #[test]
+    fn hashes_and_signs_events_like_the_spec_example() {
+        let mut event = object(serde_json::json!({
+            "room_id": "!x:domain",
+            "sender": "@a:domain",
+            "origin": "domain",
+            "origin_server_ts": 1000000,
+            "signatures": {},
+            "hashes": {},
+            "type": "X",
+            "content": {},
+            "prev_events": [],
+            "auth_events": [],
+            "depth": 3,
+            "unsigned": { "age_ts": 1000000 },
+        }));
+        ruma::signatures::hash_and_sign_event(
+            "domain",
+            &spec_key(),
+            &mut event,
+            &RoomVersionRules::V1.redaction,
+        )
+        .unwrap();
+        let CanonicalJsonValue::Object(hashes) = &event["hashes"] else {
+            panic!("no hashes")
+        };
+        assert_eq!(
+            hashes["sha256"].as_str(),
+            Some("5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos")
+        );
+        assert_eq!(
+            signature(&event),
+            "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg"
+        );
+    }
+}
