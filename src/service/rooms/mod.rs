@@ -108,7 +108,8 @@ pub struct RoomService {
     room_shorts: Table<String, u64>,
     events: Table<String, EventLocation>,
     event_ids: Table<u64, String>,
-    pdus: Table<(u64, u64), CanonicalJsonObject>,
+    /// Stored as raw JSON so reads parse each event once, straight into a [`Pdu`].
+    pdus: Table<(u64, u64), Box<RawValue>>,
     state_before: Table<u64, u64>,
     rooms: Table<u64, RoomRecord>,
     user_rooms: Table<(String, String), Membership>,
@@ -189,7 +190,7 @@ impl RoomService {
     /// An event by its timeline position.
     pub fn pdu_at(&self, short_room: u64, count: u64) -> Result<Option<Pdu>> {
         match self.pdus.get(&(short_room, count))? {
-            Some(object) => Ok(Some(Pdu::from_object(&object)?)),
+            Some(raw) => Ok(Some(Pdu::from_raw(&raw)?)),
             None => Ok(None),
         }
     }
@@ -540,7 +541,8 @@ impl RoomService {
 
         self.index_relation(&mut batch, &stored, count)?;
         self.index_for_search(&mut batch, &stored, count);
-        self.pdus.put(&mut batch, &(short_room, count), object);
+        self.pdus
+            .put(&mut batch, &(short_room, count), &raw_object(object)?);
         self.events.put(
             &mut batch,
             &stored.event_id.to_string(),
@@ -580,10 +582,12 @@ impl RoomService {
         let Some(location) = self.location(target)? else {
             return Ok(());
         };
-        let Some(object) = self.pdus.get(&(location.short_room, location.count))? else {
+        let Some(raw) = self.pdus.get(&(location.short_room, location.count))? else {
             return Ok(());
         };
-        self.unindex_for_search(batch, &Pdu::from_object(&object)?, location.count);
+        self.unindex_for_search(batch, &Pdu::from_raw(&raw)?, location.count);
+        let object: CanonicalJsonObject = serde_json::from_str(raw.get())
+            .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))?;
         let mut redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
             .map_err(|e| Error::internal(format!("redacting: {e}")))?;
         // `redact` keeps only PDU fields; our stored extras come back.
@@ -600,8 +604,11 @@ impl RoomService {
         let because = ruma::canonical_json::to_canonical_value(because).map_err(Error::internal)?;
         let unsigned = CanonicalJsonObject::from_iter([("redacted_because".to_owned(), because)]);
         redacted.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
-        self.pdus
-            .put(batch, &(location.short_room, location.count), &redacted);
+        self.pdus.put(
+            batch,
+            &(location.short_room, location.count),
+            &raw_object(&redacted)?,
+        );
         Ok(())
     }
 
@@ -694,6 +701,11 @@ fn finish_pdu(
         CanonicalJsonValue::String(room_id.to_string()),
     );
     Pdu::from_object(object)
+}
+
+/// The stored form of an event object.
+fn raw_object(object: &CanonicalJsonObject) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(object).map_err(Error::internal)
 }
 
 /// Serialize raw content for ruma APIs that take `&RawValue`.

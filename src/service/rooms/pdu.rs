@@ -41,6 +41,12 @@ impl Pdu {
             .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))
     }
 
+    /// Parses a stored event (raw JSON).
+    pub fn from_raw(raw: &RawValue) -> Result<Self> {
+        serde_json::from_str(raw.get())
+            .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))
+    }
+
     /// The content as JSON.
     pub fn content_value(&self) -> Value {
         serde_json::from_str(self.content.get()).unwrap_or(Value::Null)

@@ -265,7 +265,7 @@ impl RoomService {
         let Some((_, object)) = last.into_iter().next() else {
             return Ok(Vec::new());
         };
-        let pdu = Pdu::from_object(&object)?;
+        let pdu = Pdu::from_raw(&object)?;
         let location = self
             .location(&pdu.event_id)?
             .ok_or_else(|| Error::internal("event index missing"))?;
@@ -363,7 +363,7 @@ impl RoomService {
             )?;
             rows.into_iter()
                 .next()
-                .map(|((_, count), object)| Ok((count, Pdu::from_object(&object)?)))
+                .map(|((_, count), object)| Ok((count, Pdu::from_raw(&object)?)))
                 .transpose()
         };
         // Smallest position from which every event is on the far side of `ts`: `>= ts` going
@@ -392,7 +392,7 @@ impl RoomService {
             .pdus
             .range(&start.encode(), &end.encode(), backward, MAX_SCAN)?
         {
-            let pdu = Pdu::from_object(&object)?;
+            let pdu = Pdu::from_raw(&object)?;
             let Some(location) = self.location(&pdu.event_id)? else {
                 continue;
             };
@@ -460,6 +460,7 @@ impl RoomService {
         )?;
         let mut chunk = Vec::new();
         let mut senders = std::collections::BTreeSet::new();
+        let mut visibility = std::collections::HashMap::new();
         let mut last_position = None;
         let scanned_all = rows.len() < MAX_SCAN;
         for ((_, count), object) in rows {
@@ -467,11 +468,13 @@ impl RoomService {
                 break;
             }
             last_position = Some(count);
-            let pdu = Pdu::from_object(&object)?;
+            let pdu = Pdu::from_raw(&object)?;
             let Some(location) = self.location(&pdu.event_id)? else {
                 continue;
             };
-            if !filter.matches(&pdu) || !self.user_can_see(&session.user_id, &pdu, &location)? {
+            if !filter.matches(&pdu)
+                || !self.user_can_see_cached(&session.user_id, &pdu, &location, &mut visibility)?
+            {
                 continue;
             }
             senders.insert(pdu.sender.clone());

@@ -195,6 +195,28 @@ impl RoomService {
             .unwrap_or(false))
     }
 
+    /// [`RoomService::user_can_see`] for many events of one room in one request. The answer
+    /// depends only on the state before the event (the user's current membership is fixed for
+    /// the request), except for the user's own membership events, so it is cached per snapshot.
+    pub fn user_can_see_cached(
+        &self,
+        user: &UserId,
+        pdu: &Pdu,
+        location: &EventLocation,
+        cache: &mut std::collections::HashMap<u64, bool>,
+    ) -> Result<bool> {
+        if pdu.state_key.as_deref() == Some(user.as_str()) {
+            return self.user_can_see(user, pdu, location);
+        }
+        let snapshot = self.state_hash_before(location.short_event)?.unwrap_or(0);
+        if let Some(visible) = cache.get(&snapshot) {
+            return Ok(*visible);
+        }
+        let visible = self.user_can_see(user, pdu, location)?;
+        cache.insert(snapshot, visible);
+        Ok(visible)
+    }
+
     /// Whether the room's current history visibility is `world_readable`.
     pub fn is_world_readable(&self, room_id: &RoomId) -> Result<bool> {
         Ok(self
