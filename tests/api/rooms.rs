@@ -690,6 +690,16 @@ async fn public_room_directory() {
     assert_eq!(status, StatusCode::OK);
     let (_, body) = server.get("/_matrix/client/v3/publicRooms", None).await;
     assert_eq!(body["chunk"].as_array().unwrap().len(), 1);
+    // The member count follows leaves too.
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{busy}/leave"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    let (_, body) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(body["chunk"][0]["num_joined_members"], 1);
 }
 
 #[tokio::test]

@@ -58,6 +58,10 @@ pub struct RoomRecord {
     /// Events with no children yet: the `prev_events` of the next event.
     pub extremities: Vec<OwnedEventId>,
     pub depth: u64,
+    /// Members currently joined (kept up to date with every membership event, so counts never
+    /// scan the member list).
+    #[serde(default)]
+    pub joined_members: u64,
 }
 
 /// A user's membership in a room (key: user id ‖ room id).
@@ -521,6 +525,15 @@ impl RoomService {
                     .unwrap_or("leave")
                     .to_owned();
                 let key = (state_key.clone(), stored.room_id.to_string());
+                let was_joined = self
+                    .user_rooms
+                    .get(&key)?
+                    .is_some_and(|m| m.membership == "join");
+                match (was_joined, membership == "join") {
+                    (false, true) => room.joined_members += 1,
+                    (true, false) => room.joined_members = room.joined_members.saturating_sub(1),
+                    _ => {}
+                }
                 self.user_rooms.put(
                     &mut batch,
                     &key,
@@ -667,6 +680,7 @@ impl RoomService {
             state_hash: 0,
             extremities: vec![],
             depth: 0,
+            joined_members: 0,
         };
         self.persist(
             batch,

@@ -337,7 +337,10 @@ impl RoomService {
 
     /// How many members are joined right now.
     pub fn joined_member_count(&self, short_room: u64) -> Result<usize> {
-        Ok(self.joined_member_profiles(short_room)?.len())
+        Ok(self
+            .rooms
+            .get(&short_room)?
+            .map_or(0, |room| room.joined_members as usize))
     }
 
     /// The event closest to `ts` in the given direction (`GET /timestamp_to_event`): a binary
