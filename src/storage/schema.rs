@@ -77,6 +77,8 @@ column_families! {
     TransactionIds => "transaction_ids",
     /// Room aliases. Key: alias. Value: `service::rooms::aliases::AliasRecord`.
     Aliases => "aliases",
+    /// Aliases of each room (reverse of `aliases`). Key: room id ‖ 0xFF ‖ alias. Value: `true`.
+    RoomAliases => "room_aliases",
     /// Rooms published in the room directory. Key: room id. Value: `true`.
     PublicRooms => "public_rooms",
     /// Events relating to an event (`m.relates_to` with a `rel_type`). Key: parent event id ‖

@@ -17,10 +17,11 @@ pub struct AliasRecord {
     pub creator: OwnedUserId,
 }
 
-/// Owns the `aliases` and `public_rooms` tables.
+/// Owns the `aliases`, `room_aliases` and `public_rooms` tables.
 pub struct AliasService {
     db: Db,
     aliases: Table<String, AliasRecord>,
+    by_room: Table<(String, String), bool>,
     public: Table<String, bool>,
 }
 
@@ -28,6 +29,7 @@ impl AliasService {
     pub fn new(db: Db) -> Self {
         Self {
             aliases: db.table(Cf::Aliases),
+            by_room: db.table(Cf::RoomAliases),
             public: db.table(Cf::PublicRooms),
             db,
         }
@@ -41,18 +43,29 @@ impl AliasService {
     /// Every local alias of a room.
     pub fn aliases_of(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
         Ok(self
-            .aliases
-            .scan_all()?
+            .by_room
+            .scan_prefix(&crate::storage::codec::prefix(room_id.as_str()))?
             .into_iter()
-            .filter(|(_, record)| record.room_id == room_id)
-            .filter_map(|(alias, _)| RoomAliasId::parse(alias).ok())
+            .filter_map(|((_, alias), _)| RoomAliasId::parse(alias).ok())
             .collect())
     }
 
+    /// Writes an alias and its reverse entry, replacing any previous target.
     fn put(&self, alias: &RoomAliasId, record: &AliasRecord) -> Result<()> {
         let mut batch = self.db.batch();
+        if let Some(previous) = self.resolve_local(alias)? {
+            self.by_room.delete(
+                &mut batch,
+                &(previous.room_id.to_string(), alias.to_string()),
+            );
+        }
         self.aliases
             .put(&mut batch, &alias.as_str().to_owned(), record);
+        self.by_room.put(
+            &mut batch,
+            &(record.room_id.to_string(), alias.to_string()),
+            &true,
+        );
         self.db.write(batch)?;
         Ok(())
     }
@@ -68,6 +81,12 @@ impl AliasService {
 
     fn remove(&self, alias: &RoomAliasId) -> Result<()> {
         let mut batch = self.db.batch();
+        if let Some(previous) = self.resolve_local(alias)? {
+            self.by_room.delete(
+                &mut batch,
+                &(previous.room_id.to_string(), alias.to_string()),
+            );
+        }
         self.aliases.delete(&mut batch, &alias.as_str().to_owned());
         self.db.write(batch)?;
         Ok(())
