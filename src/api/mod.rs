@@ -90,7 +90,7 @@ impl RouterExt for Router<AppState> {
 pub fn router(services: AppState) -> Router {
     use client::{
         account, devices, directory, discovery, events, profile, relations, reporting, rooms,
-        search, session, user_directory,
+        search, session, sync, user_directory,
     };
     let routes = Router::new()
         // Discovery and capabilities
@@ -133,6 +133,10 @@ pub fn router(services: AppState) -> Router {
         .ruma(profile::set_displayname)
         .ruma(profile::get_avatar_url)
         .ruma(profile::set_avatar_url)
+        // Sync
+        .ruma(sync::sync)
+        .ruma(sync::create_filter)
+        .ruma(sync::get_filter)
         // Rooms and membership
         .ruma(rooms::create)
         .ruma(rooms::joined)

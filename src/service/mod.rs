@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod keys;
+pub mod notifier;
 pub mod password;
 pub mod profiles;
 pub mod ratelimit;
@@ -9,6 +10,7 @@ pub mod reports;
 pub mod rooms;
 pub mod sessions;
 pub mod shared_secret;
+pub mod sync;
 pub mod uiaa;
 pub mod user_directory;
 pub mod users;
@@ -35,16 +37,21 @@ pub struct Services {
     pub rooms: rooms::RoomService,
     pub aliases: rooms::aliases::AliasService,
     pub reports: reports::ReportService,
+    pub notifier: Arc<notifier::Notifier>,
+    pub filters: sync::FilterStore,
 }
 
 impl Services {
     pub fn new(config: Arc<Config>, db: Db) -> Result<Self> {
         let hasher = password::PasswordHasherService::new(&config.password_hash)?;
         let keys = Arc::new(keys::ServerKeys::load_or_create(&db, config.server_name())?);
+        let notifier = Arc::new(notifier::Notifier::default());
         Ok(Self {
-            rooms: rooms::RoomService::new(db.clone(), keys.clone()),
+            rooms: rooms::RoomService::new(db.clone(), keys.clone(), notifier.clone()),
+            notifier,
             aliases: rooms::aliases::AliasService::new(db.clone()),
             reports: reports::ReportService::new(db.clone()),
+            filters: sync::FilterStore::new(db.clone()),
             keys,
             users: users::UserService::new(db.clone(), config.server_name(), hasher),
             sessions: sessions::SessionService::new(db.clone(), config.access_token_lifetime_secs),

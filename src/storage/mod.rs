@@ -51,6 +51,8 @@ struct DbInner {
     rocks: DB,
     write_options: WriteOptions,
     counter: std::sync::Mutex<Counter>,
+    /// Stream positions handed out whose writes have not landed yet.
+    in_flight: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 /// The global monotonic counter (stream positions and short ids). Numbers are reserved on disk
@@ -116,6 +118,7 @@ impl Db {
                 rocks,
                 write_options,
                 counter,
+                in_flight: Default::default(),
             }),
         };
         db.check_schema_version(path)?;
@@ -139,6 +142,36 @@ impl Db {
         let value = counter.next;
         counter.next += 1;
         Ok(value)
+    }
+
+    /// A new stream position for a write that readers must see in order. The position counts
+    /// as in flight until the returned guard is dropped (after the write).
+    pub fn next_stream_position(&self) -> StorageResult<StreamPosition> {
+        let mut in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let position = self.next_count()?;
+        in_flight.insert(position);
+        Ok(StreamPosition {
+            db: self.clone(),
+            position,
+        })
+    }
+
+    /// The highest stream position below which every write has landed: a sync token. Readers
+    /// that stop here never skip a write that lands later with a smaller position.
+    pub fn stream_watermark(&self) -> u64 {
+        let in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match in_flight.first() {
+            Some(oldest) => oldest - 1,
+            None => self.current_count(),
+        }
     }
 
     /// The highest number handed out so far (0 if none).
@@ -220,6 +253,23 @@ impl Db {
             self.inner.rocks.flush_cf(self.cf(*cf))?;
         }
         Ok(())
+    }
+}
+
+/// A stream position in flight; dropping it (after the write, or on failure) releases it.
+pub struct StreamPosition {
+    db: Db,
+    pub position: u64,
+}
+
+impl Drop for StreamPosition {
+    fn drop(&mut self) {
+        self.db
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.position);
     }
 }
 

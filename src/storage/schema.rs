@@ -72,6 +72,11 @@ column_families! {
     CurrentState => "current_state",
     /// Rooms of each user. Key: user id ‖ 0xFF ‖ room id. Value: `service::rooms::Membership`.
     UserRooms => "user_rooms",
+    /// Members of each room (reverse of `user_rooms`). Key: room id ‖ 0xFF ‖ user id. Value:
+    /// membership (`join`, `invite`, `leave`, `ban`, `knock`).
+    RoomMembers => "room_members",
+    /// Sync filters. Key: user id ‖ 0xFF ‖ filter id. Value: the filter JSON.
+    Filters => "filters",
     /// Transaction ids of sent events. Key: user id ‖ 0xFF ‖ JSON `[device, room, txn]`.
     /// Value: event id.
     TransactionIds => "transaction_ids",

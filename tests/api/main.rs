@@ -16,3 +16,4 @@ mod relations;
 mod restart;
 mod rooms;
 mod search;
+mod sync;

@@ -11,4 +11,5 @@ pub mod reporting;
 pub mod rooms;
 pub mod search;
 pub mod session;
+pub mod sync;
 pub mod user_directory;

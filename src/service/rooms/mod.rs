@@ -121,6 +121,8 @@ pub struct RoomService {
     relations: Table<(String, u64), relations::Relation>,
     threads: Table<(String, String), relations::ThreadRecord>,
     public_join_rule: Table<String, bool>,
+    room_members: Table<(String, String), String>,
+    pub notifier: Arc<crate::service::notifier::Notifier>,
     search_index: Table<(String, u64), Vec<String>>,
     /// One lock per room: event creation in a room is serialized so `prev_events`, depth and
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
@@ -135,7 +137,11 @@ pub fn rules_for(version: &RoomVersionId) -> Result<RoomVersionRules> {
 }
 
 impl RoomService {
-    pub fn new(db: Db, keys: Arc<ServerKeys>) -> Self {
+    pub fn new(
+        db: Db,
+        keys: Arc<ServerKeys>,
+        notifier: Arc<crate::service::notifier::Notifier>,
+    ) -> Self {
         Self {
             state: state::StateStore::new(db.clone()),
             room_shorts: db.table(Cf::RoomShortIds),
@@ -149,6 +155,8 @@ impl RoomService {
             relations: db.table(Cf::Relations),
             threads: db.table(Cf::Threads),
             public_join_rule: db.table(Cf::PublicJoinRule),
+            room_members: db.table(Cf::RoomMembers),
+            notifier,
             search_index: db.table(Cf::SearchIndex),
             room_locks: Mutex::new(HashMap::new()),
             keys,
@@ -278,6 +286,35 @@ impl RoomService {
             .into_iter()
             .filter_map(|(room, _)| RoomId::parse(room).ok())
             .collect())
+    }
+
+    /// Local users with a membership in the room, and what it is.
+    pub fn members_with_membership(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Vec<(ruma::OwnedUserId, String)>> {
+        Ok(self
+            .room_members
+            .scan_prefix(&crate::storage::codec::prefix(room_id.as_str()))?
+            .into_iter()
+            .filter_map(|((_, user), membership)| Some((UserId::parse(user).ok()?, membership)))
+            .collect())
+    }
+
+    /// Wakes the syncs of everyone a new event concerns: the room's joined and invited members,
+    /// and the target of a membership change.
+    fn wake_room(&self, pdu: &Pdu) -> Result<()> {
+        let mut users: Vec<ruma::OwnedUserId> = self
+            .members_with_membership(&pdu.room_id)?
+            .into_iter()
+            .filter(|(_, m)| m == "join" || m == "invite" || m == "knock")
+            .map(|(user, _)| user)
+            .collect();
+        if let Some(target) = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok()) {
+            users.push(target);
+        }
+        self.notifier.wake(users.iter().map(|u| &**u));
+        Ok(())
     }
 
     /// Marks a left room as forgotten for the user.
@@ -474,7 +511,9 @@ impl RoomService {
         txn: Option<(String, String)>,
         txn_key: Option<&str>,
     ) -> Result<Pdu> {
-        let count = self.db.next_count()?;
+        // Held until the write lands, so sync tokens never pass an unwritten event.
+        let stream = self.db.next_stream_position()?;
+        let count = stream.position;
         let short_event = self.db.next_count()?;
         let state_before = room.state_hash;
         let mut stored = pdu;
@@ -525,6 +564,11 @@ impl RoomService {
                     .unwrap_or("leave")
                     .to_owned();
                 let key = (state_key.clone(), stored.room_id.to_string());
+                self.room_members.put(
+                    &mut batch,
+                    &(stored.room_id.to_string(), state_key.clone()),
+                    &membership,
+                );
                 let was_joined = self
                     .user_rooms
                     .get(&key)?
@@ -581,6 +625,8 @@ impl RoomService {
         room.depth = stored.depth.into();
         self.rooms.put(&mut batch, &short_room, &room);
         self.db.write(batch)?;
+        drop(stream);
+        self.wake_room(&stored)?;
         Ok(stored)
     }
 

@@ -14,6 +14,9 @@ use crate::{
     util::now_millis,
 };
 
+/// A raw timeline row: ((short room id, position), stored event).
+pub type TimelineRow = ((u64, u64), Box<serde_json::value::RawValue>);
+
 /// Direction of `/messages`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -333,6 +336,25 @@ impl RoomService {
             }
         }
         Ok(out)
+    }
+
+    /// Raw timeline rows between two encoded keys, newest first (at most a scan's worth).
+    pub fn timeline_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<TimelineRow>> {
+        Ok(self.pdus.range(start, end, true, MAX_SCAN)?)
+    }
+
+    /// The newest event at or before timeline position `position`.
+    pub fn last_event_at_or_before(&self, short_room: u64, position: u64) -> Result<Option<Pdu>> {
+        let rows = self.pdus.range(
+            &(short_room, 0).encode(),
+            &(short_room, position.saturating_add(1)).encode(),
+            true,
+            1,
+        )?;
+        rows.into_iter()
+            .next()
+            .map(|(_, raw)| Pdu::from_raw(&raw))
+            .transpose()
     }
 
     /// How many members are joined right now.

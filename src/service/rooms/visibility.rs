@@ -161,6 +161,13 @@ impl RoomService {
 
     /// Whether `user` may see `pdu`, per the spec's history visibility rules.
     pub fn user_can_see(&self, user: &UserId, pdu: &Pdu, location: &EventLocation) -> Result<bool> {
+        // Users always see their own membership changes (so a leave or a rejected invite
+        // reaches their clients).
+        if pdu.kind.to_string() == "m.room.member"
+            && pdu.state_key.as_deref() == Some(user.as_str())
+        {
+            return Ok(true);
+        }
         let (visibility, membership) = self.visibility_at(user, pdu, location)?;
         if visibility == "world_readable" || membership == "join" {
             return Ok(true);

@@ -1,0 +1,99 @@
+//! `GET /sync` (long-polling) and sync filters.
+
+use std::time::Duration;
+
+use axum::{Json, extract::State};
+use ruma::api::client::{
+    filter::{create_filter, get_filter},
+    sync::sync_events,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    api::{AppState, Ruma},
+    error::{Error, Result},
+    service::sync::{SyncFilter, parse_since},
+};
+
+/// Longest a `/sync` request waits for something to happen.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `GET /sync`: answers at once when something changed since `since`, otherwise waits for a
+/// wake-up from a write that concerns the user, or for `timeout`.
+pub async fn sync(
+    State(services): State<AppState>,
+    request: Ruma<sync_events::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let since = parse_since(body.since.as_deref())?;
+    let filter = match &body.filter {
+        None => SyncFilter::default(),
+        Some(sync_events::v3::Filter::FilterDefinition(definition)) => {
+            SyncFilter::from_json(&serde_json::to_value(definition).map_err(Error::internal)?)
+        }
+        Some(sync_events::v3::Filter::FilterId(id)) => {
+            let stored = services
+                .filters
+                .get(&session.user_id, id)?
+                .ok_or_else(|| Error::not_found("Unknown filter"))?;
+            SyncFilter::from_json(&stored)
+        }
+        Some(_) => SyncFilter::default(),
+    };
+    let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let full_state = body.full_state;
+    let channel = services.notifier.channel(&session.user_id);
+    loop {
+        // Register for wake-ups before reading, so a write in between is not missed.
+        let woken = channel.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let (session, filter) = (session.clone(), filter.clone());
+        let response = services
+            .blocking(move |s| s.build_sync(&session, since, full_state, &filter))
+            .await?;
+        if response.has_updates
+            || since.is_none()
+            || full_state
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(Json(response.body));
+        }
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// `POST /user/{userId}/filter`
+pub async fn create_filter(
+    State(services): State<AppState>,
+    request: Ruma<create_filter::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?;
+    if session.user_id != request.body.user_id {
+        return Err(Error::forbidden("You can only create filters for yourself"));
+    }
+    let filter = serde_json::to_value(&request.body.filter).map_err(Error::internal)?;
+    let id = services.filters.create(&session.user_id, &filter)?;
+    Ok(Json(json!({ "filter_id": id })))
+}
+
+/// `GET /user/{userId}/filter/{filterId}`
+pub async fn get_filter(
+    State(services): State<AppState>,
+    request: Ruma<get_filter::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?;
+    if session.user_id != request.body.user_id {
+        return Err(Error::forbidden("You can only read your own filters"));
+    }
+    let filter = services
+        .filters
+        .get(&session.user_id, &request.body.filter_id)?
+        .ok_or_else(|| Error::not_found("Unknown filter"))?;
+    Ok(Json(filter))
+}

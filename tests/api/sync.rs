@@ -1,0 +1,361 @@
+//! `/sync`: initial and incremental sync, long-polling, invite/leave sections, gaps, filters,
+//! and tokens that survive a restart.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, TestUser};
+
+async fn sync(server: &TestServer, user: &TestUser, query: &str) -> Value {
+    let (status, body) = server
+        .get(
+            &format!("/_matrix/client/v3/sync?{query}"),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn send(server: &TestServer, user: &TestUser, room: &str, txn: &str, text: &str) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+    let (status, body) = server
+        .put(
+            &path,
+            Some(&user.token),
+            json!({ "msgtype": "m.text", "body": text }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["event_id"].as_str().unwrap().to_owned()
+}
+
+fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn public_room(server: &TestServer, owner: &TestUser, guest: &TestUser) -> String {
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&owner.token),
+            json!({ "preset": "public_chat" }),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&guest.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    room
+}
+
+#[tokio::test]
+async fn initial_then_incremental_without_gaps_or_repeats() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({ "name": "Sync" }),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    send(&server, &alice, &room, "1", "one").await;
+
+    let initial = sync(&server, &alice, "").await;
+    let joined = &initial["rooms"]["join"][&room];
+    assert_eq!(timeline_bodies(&initial, &room), vec!["one"]);
+    let all: Vec<&Value> = joined["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(joined["state"]["events"].as_array().unwrap())
+        .collect();
+    assert!(
+        all.iter().any(|e| e["type"] == "m.room.create"),
+        "state or timeline has the create event"
+    );
+    assert!(all.iter().any(|e| e["type"] == "m.room.name"));
+    assert_eq!(joined["summary"]["m.joined_member_count"], 1);
+    let token = initial["next_batch"].as_str().unwrap().to_owned();
+
+    send(&server, &alice, &room, "2", "two").await;
+    send(&server, &alice, &room, "3", "three").await;
+    let next = sync(&server, &alice, &format!("since={token}")).await;
+    assert_eq!(timeline_bodies(&next, &room), vec!["two", "three"]);
+    assert_eq!(
+        next["rooms"]["join"][&room]["timeline"]["events"][0]["unsigned"]["transaction_id"],
+        "2"
+    );
+    let token = next["next_batch"].as_str().unwrap().to_owned();
+    let again = sync(&server, &alice, &format!("since={token}&timeout=0")).await;
+    assert!(
+        again["rooms"]["join"].as_object().unwrap().is_empty(),
+        "nothing repeated: {again}"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_long_poll_returns_as_soon_as_a_message_arrives() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = public_room(&server, &alice, &bob).await;
+    let token = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let waiting = {
+        let http = server.http.clone();
+        let url = format!(
+            "{}/_matrix/client/v3/sync?since={token}&timeout=20000",
+            server.base
+        );
+        let bearer = bob.token.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let body: Value = http
+                .get(url)
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (started.elapsed(), body)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the long-poll waits while nothing happens"
+    );
+    send(&server, &alice, &room, "wake", "wake up").await;
+    let (elapsed, body) = waiting.await.unwrap();
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "woken by the message, not by the 20 s timeout ({elapsed:?})"
+    );
+    assert_eq!(timeline_bodies(&body, &room), vec!["wake up"]);
+}
+
+#[tokio::test]
+async fn a_quiet_long_poll_times_out_empty() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let token = sync(&server, &alice, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = Instant::now();
+    let body = sync(&server, &alice, &format!("since={token}&timeout=300")).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "waited for the timeout"
+    );
+    assert!(body["rooms"]["join"].as_object().unwrap().is_empty());
+    assert!(
+        body["next_batch"].as_str().unwrap().parse::<u64>().unwrap()
+            >= token.parse::<u64>().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn invites_and_leaves_have_their_own_sections() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let token = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({ "name": "Secret", "invite": [bob.user_id] }),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    let body = sync(&server, &bob, &format!("since={token}")).await;
+    let invite_state = body["rooms"]["invite"][&room]["invite_state"]["events"]
+        .as_array()
+        .unwrap();
+    assert!(
+        invite_state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret")
+    );
+    assert!(invite_state.iter().any(|e| e["type"] == "m.room.member"
+        && e["state_key"] == bob.user_id.as_str()
+        && e["content"]["membership"] == "invite"));
+    let token = body["next_batch"].as_str().unwrap().to_owned();
+
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    let body = sync(&server, &bob, &format!("since={token}")).await;
+    assert!(
+        body["rooms"]["join"][&room]["state"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.create"),
+        "state on join"
+    );
+    let token = body["next_batch"].as_str().unwrap().to_owned();
+
+    send(&server, &alice, &room, "before-leave", "see you").await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/leave"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    send(&server, &alice, &room, "after-leave", "not for bob").await;
+    let body = sync(&server, &bob, &format!("since={token}")).await;
+    let left = &body["rooms"]["leave"][&room]["timeline"]["events"];
+    let texts: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert_eq!(texts, vec!["see you"]);
+    assert_eq!(
+        left.as_array().unwrap().last().unwrap()["content"]["membership"],
+        "leave"
+    );
+    assert!(body["rooms"]["join"].get(&room).is_none());
+}
+
+#[tokio::test]
+async fn gappy_sync_is_limited_and_messages_continue_from_prev_batch() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    let token = sync(&server, &alice, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..5 {
+        send(&server, &alice, &room, &format!("g{i}"), &format!("m{i}")).await;
+    }
+    let (status, created) = server
+        .post(
+            &format!("/_matrix/client/v3/user/{}/filter", alice.user_id),
+            Some(&alice.token),
+            json!({ "room": { "timeline": { "limit": 2 } } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let filter_id = created["filter_id"].as_str().unwrap();
+    let (_, stored) = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/user/{}/filter/{filter_id}",
+                alice.user_id
+            ),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(stored["room"]["timeline"]["limit"], 2);
+
+    let body = sync(
+        &server,
+        &alice,
+        &format!("since={token}&filter={filter_id}"),
+    )
+    .await;
+    let timeline = &body["rooms"]["join"][&room]["timeline"];
+    assert_eq!(timeline["limited"], true);
+    assert_eq!(timeline_bodies(&body, &room), vec!["m3", "m4"]);
+    let prev_batch = timeline["prev_batch"].as_str().unwrap();
+    let (_, page) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=3&from={prev_batch}"),
+            Some(&alice.token),
+        )
+        .await;
+    let older: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert_eq!(older, vec!["m2", "m1", "m0"]);
+    // An inline filter works the same.
+    let inline = urlencode(r#"{"room":{"timeline":{"limit":1}}}"#);
+    let body = sync(&server, &alice, &format!("since={token}&filter={inline}")).await;
+    assert_eq!(timeline_bodies(&body, &room), vec!["m4"]);
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tokens_survive_a_restart() {
+    let mut server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    let token = sync(&server, &alice, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(&server, &alice, &room, "r1", "before restart").await;
+    server.restart().await;
+    send(&server, &alice, &room, "r2", "after restart").await;
+    let body = sync(&server, &alice, &format!("since={token}")).await;
+    assert_eq!(
+        timeline_bodies(&body, &room),
+        vec!["before restart", "after restart"]
+    );
+    server.stop().await;
+}
