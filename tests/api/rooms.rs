@@ -865,3 +865,29 @@ async fn members_at_a_point_in_time_and_acl_content_checks() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn state_events_carry_prev_content_and_messages_carry_age() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice, json!({ "name": "First" })).await;
+    let name = format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/");
+    let (status, _) = server
+        .put(&name, Some(&alice.token), json!({ "name": "Second" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, event) = server
+        .get(&format!("{name}?format=event"), Some(&alice.token))
+        .await;
+    assert_eq!(event["content"]["name"], "Second");
+    assert_eq!(event["unsigned"]["prev_content"]["name"], "First");
+    assert_eq!(event["unsigned"]["prev_sender"], alice.user_id.as_str());
+    let id = send_text(&server, &alice, &room, "age", "hi").await;
+    let (_, message) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{id}"),
+            Some(&alice.token),
+        )
+        .await;
+    assert!(message["unsigned"]["age"].is_u64(), "{message}");
+}
