@@ -89,8 +89,8 @@ impl RouterExt for Router<AppState> {
 /// Every route Hearth serves.
 pub fn router(services: AppState) -> Router {
     use client::{
-        account, devices, directory, discovery, events, profile, relations, reporting, rooms,
-        search, session, sync, user_directory,
+        account, account_data, devices, directory, discovery, events, profile, relations,
+        reporting, rooms, search, session, sync, user_directory,
     };
     let routes = Router::new()
         // Discovery and capabilities
@@ -137,6 +137,14 @@ pub fn router(services: AppState) -> Router {
         .ruma(sync::sync)
         .ruma(sync::create_filter)
         .ruma(sync::get_filter)
+        // Account data and tags
+        .ruma(account_data::set_global)
+        .ruma(account_data::get_global)
+        .ruma(account_data::set_room)
+        .ruma(account_data::get_room)
+        .ruma(account_data::get_tags)
+        .ruma(account_data::put_tag)
+        .ruma(account_data::delete_tag)
         // Rooms and membership
         .ruma(rooms::create)
         .ruma(rooms::joined)

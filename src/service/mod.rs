@@ -1,5 +1,6 @@
 //! Domain logic, free of HTTP: one struct per area owning its tables, gathered in [`Services`].
 
+pub mod account_data;
 pub mod accounts;
 pub mod keys;
 pub mod notifier;
@@ -39,6 +40,7 @@ pub struct Services {
     pub reports: reports::ReportService,
     pub notifier: Arc<notifier::Notifier>,
     pub filters: sync::FilterStore,
+    pub account_data: account_data::AccountDataService,
 }
 
 impl Services {
@@ -48,10 +50,11 @@ impl Services {
         let notifier = Arc::new(notifier::Notifier::default());
         Ok(Self {
             rooms: rooms::RoomService::new(db.clone(), keys.clone(), notifier.clone()),
-            notifier,
             aliases: rooms::aliases::AliasService::new(db.clone()),
             reports: reports::ReportService::new(db.clone()),
             filters: sync::FilterStore::new(db.clone()),
+            account_data: account_data::AccountDataService::new(db.clone(), notifier.clone()),
+            notifier,
             keys,
             users: users::UserService::new(db.clone(), config.server_name(), hasher),
             sessions: sessions::SessionService::new(db.clone(), config.access_token_lifetime_secs),

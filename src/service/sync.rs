@@ -133,6 +133,27 @@ impl Services {
         filter: &SyncFilter,
     ) -> Result<SyncResponse> {
         let next_batch = self.db.stream_watermark();
+        let mut global_data = Vec::new();
+        let mut room_data: HashMap<String, Vec<Value>> = HashMap::new();
+        for (room, kind, content) in
+            self.account_data
+                .changed_since(&session.user_id, since, next_batch)?
+        {
+            let event = json!({ "type": kind, "content": content });
+            match room {
+                Some(room) => room_data.entry(room.to_string()).or_default().push(event),
+                None => global_data.push(event),
+            }
+        }
+        let ignored: HashSet<String> = self
+            .account_data
+            .get(&session.user_id, None, "m.ignored_user_list")?
+            .and_then(|c| {
+                c.get("ignored_users")
+                    .and_then(Value::as_object)
+                    .map(|m| m.keys().cloned().collect())
+            })
+            .unwrap_or_default();
         let mut join = Map::new();
         let mut invite = Map::new();
         let mut leave = Map::new();
@@ -144,6 +165,7 @@ impl Services {
             let changed = since.is_none_or(|s| membership.count > s);
             match membership.membership.as_str() {
                 "join" => {
+                    let data = room_data.remove(room_id.as_str()).unwrap_or_default();
                     if let Some(entry) = self.joined_room(
                         session,
                         &room_id,
@@ -152,6 +174,8 @@ impl Services {
                         full_state,
                         &membership,
                         filter,
+                        data,
+                        &ignored,
                     )? {
                         join.insert(room_id.to_string(), entry);
                     }
@@ -173,11 +197,15 @@ impl Services {
                 _ => {}
             }
         }
-        let has_updates =
-            !(join.is_empty() && invite.is_empty() && leave.is_empty() && knock.is_empty());
+        let has_updates = !(join.is_empty()
+            && invite.is_empty()
+            && leave.is_empty()
+            && knock.is_empty()
+            && global_data.is_empty());
         let body = json!({
             "next_batch": next_batch.to_string(),
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
+            "account_data": { "events": global_data },
         });
         Ok(SyncResponse { body, has_updates })
     }
@@ -310,6 +338,8 @@ impl Services {
         full_state: bool,
         membership: &Membership,
         filter: &SyncFilter,
+        account_data: Vec<Value>,
+        ignored: &HashSet<String>,
     ) -> Result<Option<Value>> {
         let Some((short_room, _)) = self.rooms.room(room_id)? else {
             return Ok(None);
@@ -323,8 +353,18 @@ impl Services {
             &filter.timeline,
             filter.timeline_limit,
         )?;
+        // Events of ignored users are hidden (spec: m.ignored_user_list).
+        let events: Vec<(u64, Pdu)> = events
+            .into_iter()
+            .filter(|(_, e)| !ignored.contains(e.sender.as_str()))
+            .collect();
         let newly_joined = since.is_some_and(|s| membership.count > s);
-        if since.is_some() && events.is_empty() && !full_state && !newly_joined {
+        if since.is_some()
+            && events.is_empty()
+            && !full_state
+            && !newly_joined
+            && account_data.is_empty()
+        {
             return Ok(None);
         }
         let senders: HashSet<String> = events.iter().map(|(_, e)| e.sender.to_string()).collect();
@@ -381,6 +421,7 @@ impl Services {
             "timeline": { "events": timeline, "limited": limited, "prev_batch": prev_batch.to_string() },
             "state": { "events": state },
             "summary": self.room_summary(room_id, &session.user_id)?,
+            "account_data": { "events": account_data },
         })))
     }
 

@@ -77,6 +77,9 @@ column_families! {
     RoomMembers => "room_members",
     /// Sync filters. Key: user id ‖ 0xFF ‖ filter id. Value: the filter JSON.
     Filters => "filters",
+    /// Account data. Key: user id ‖ 0xFF ‖ (room id or empty) + 0x00 + event type. Value:
+    /// `service::account_data::AccountDataRecord` (content and stream position).
+    AccountData => "account_data",
     /// Transaction ids of sent events. Key: user id ‖ 0xFF ‖ JSON `[device, room, txn]`.
     /// Value: event id.
     TransactionIds => "transaction_ids",

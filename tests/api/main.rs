@@ -1,5 +1,6 @@
 //! Integration tests: each starts a real server on 127.0.0.1:0 in a temp dir and talks HTTP.
 
+mod account_data;
 mod accounts;
 mod admin;
 mod common;

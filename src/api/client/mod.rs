@@ -1,6 +1,7 @@
 //! Client-server API handlers, one file per spec area.
 
 pub mod account;
+pub mod account_data;
 pub mod devices;
 pub mod directory;
 pub mod discovery;

@@ -1,0 +1,110 @@
+//! Account data, global and per room (`m.direct`, `m.ignored_user_list`, tags, `m.fully_read`,
+//! client settings), each write stamped with a stream position for `/sync`.
+
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    error::{Error, Result},
+    service::notifier::Notifier,
+    storage::{Cf, Db, Table, codec},
+};
+
+/// One stored value.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountDataRecord {
+    pub content: Value,
+    pub position: u64,
+}
+
+/// Largest account data value accepted, in bytes of JSON.
+pub const MAX_CONTENT_BYTES: usize = 65_536;
+
+/// Owns the `account_data` table.
+pub struct AccountDataService {
+    db: Db,
+    data: Table<(String, String), AccountDataRecord>,
+    notifier: std::sync::Arc<Notifier>,
+}
+
+fn key(user: &UserId, room: Option<&RoomId>, kind: &str) -> (String, String) {
+    (
+        user.to_string(),
+        format!("{}\u{0}{kind}", room.map(RoomId::as_str).unwrap_or("")),
+    )
+}
+
+impl AccountDataService {
+    pub fn new(db: Db, notifier: std::sync::Arc<Notifier>) -> Self {
+        Self {
+            data: db.table(Cf::AccountData),
+            db,
+            notifier,
+        }
+    }
+
+    /// Stores a value and wakes the user's syncs.
+    pub fn set(
+        &self,
+        user: &UserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: Value,
+    ) -> Result<()> {
+        if !content.is_object() {
+            return Err(Error::bad_json("Account data must be a JSON object"));
+        }
+        if serde_json::to_vec(&content).map_err(Error::internal)?.len() > MAX_CONTENT_BYTES {
+            return Err(Error::too_large(MAX_CONTENT_BYTES));
+        }
+        let stream = self.db.next_stream_position()?;
+        let mut batch = self.db.batch();
+        self.data.put(
+            &mut batch,
+            &key(user, room, kind),
+            &AccountDataRecord {
+                content,
+                position: stream.position,
+            },
+        );
+        self.db.write(batch)?;
+        drop(stream);
+        self.notifier.wake([user]);
+        Ok(())
+    }
+
+    /// One value.
+    pub fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Option<Value>> {
+        Ok(self
+            .data
+            .get(&key(user, room, kind))?
+            .map(|record| record.content))
+    }
+
+    /// Values changed after `since` (all when `None`): (room, type, content).
+    pub fn changed_since(
+        &self,
+        user: &UserId,
+        since: Option<u64>,
+        until: u64,
+    ) -> Result<Vec<(Option<OwnedRoomId>, String, Value)>> {
+        Ok(self
+            .data
+            .scan_prefix(&codec::prefix(user.as_str()))?
+            .into_iter()
+            .filter(|(_, record)| {
+                since.is_none_or(|s| record.position > s) && record.position <= until
+            })
+            .filter_map(|((_, scoped), record)| {
+                let (room, kind) = scoped.split_once('\u{0}')?;
+                let room = if room.is_empty() {
+                    None
+                } else {
+                    Some(RoomId::parse(room).ok()?)
+                };
+                Some((room, kind.to_owned(), record.content))
+            })
+            .collect())
+    }
+}
