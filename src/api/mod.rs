@@ -89,8 +89,8 @@ impl RouterExt for Router<AppState> {
 /// Every route Hearth serves.
 pub fn router(services: AppState) -> Router {
     use client::{
-        account, account_data, devices, directory, discovery, events, profile, relations,
-        reporting, rooms, search, session, sync, user_directory,
+        account, account_data, devices, directory, discovery, ephemeral, events, profile,
+        relations, reporting, rooms, search, session, sync, user_directory,
     };
     let routes = Router::new()
         // Discovery and capabilities
@@ -137,6 +137,9 @@ pub fn router(services: AppState) -> Router {
         .ruma(sync::sync)
         .ruma(sync::create_filter)
         .ruma(sync::get_filter)
+        .ruma(ephemeral::typing)
+        .ruma(ephemeral::receipt)
+        .ruma(ephemeral::read_markers)
         // Account data and tags
         .ruma(account_data::set_global)
         .ruma(account_data::get_global)

@@ -2,6 +2,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod ephemeral;
 pub mod keys;
 pub mod notifier;
 pub mod password;
@@ -41,6 +42,7 @@ pub struct Services {
     pub notifier: Arc<notifier::Notifier>,
     pub filters: sync::FilterStore,
     pub account_data: account_data::AccountDataService,
+    pub ephemeral: ephemeral::EphemeralService,
 }
 
 impl Services {
@@ -53,6 +55,7 @@ impl Services {
             aliases: rooms::aliases::AliasService::new(db.clone()),
             reports: reports::ReportService::new(db.clone()),
             filters: sync::FilterStore::new(db.clone()),
+            ephemeral: ephemeral::EphemeralService::new(db.clone()),
             account_data: account_data::AccountDataService::new(db.clone(), notifier.clone()),
             notifier,
             keys,

@@ -359,14 +359,27 @@ impl Services {
             .filter(|(_, e)| !ignored.contains(e.sender.as_str()))
             .collect();
         let newly_joined = since.is_some_and(|s| membership.count > s);
+        let mut ephemeral = Vec::new();
+        if let Some(typing) = self.ephemeral.typing_event(room_id, since) {
+            ephemeral.push(typing);
+        }
+        if let Some(receipts) = self
+            .ephemeral
+            .receipt_event(room_id, since, &session.user_id)?
+        {
+            ephemeral.push(receipts);
+        }
         if since.is_some()
             && events.is_empty()
             && !full_state
             && !newly_joined
             && account_data.is_empty()
+            && ephemeral.is_empty()
         {
             return Ok(None);
         }
+        let (notifications, highlights) =
+            self.unread_counts(room_id, &session.user_id, membership.count)?;
         let senders: HashSet<String> = events.iter().map(|(_, e)| e.sender.to_string()).collect();
         let timeline_ids: HashSet<String> =
             events.iter().map(|(_, e)| e.event_id.to_string()).collect();
@@ -422,6 +435,8 @@ impl Services {
             "state": { "events": state },
             "summary": self.room_summary(room_id, &session.user_id)?,
             "account_data": { "events": account_data },
+            "ephemeral": { "events": ephemeral },
+            "unread_notifications": { "notification_count": notifications, "highlight_count": highlights },
         })))
     }
 

@@ -80,6 +80,9 @@ column_families! {
     /// Account data. Key: user id ‖ 0xFF ‖ (room id or empty) + 0x00 + event type. Value:
     /// `service::account_data::AccountDataRecord` (content and stream position).
     AccountData => "account_data",
+    /// Read receipts. Key: room id ‖ 0xFF ‖ user id + 0x00 + receipt type + 0x00 + thread id.
+    /// Value: `service::ephemeral::ReceiptRecord`.
+    Receipts => "receipts",
     /// Transaction ids of sent events. Key: user id ‖ 0xFF ‖ JSON `[device, room, txn]`.
     /// Value: event id.
     TransactionIds => "transaction_ids",

@@ -7,6 +7,7 @@ mod common;
 mod devices;
 mod directory;
 mod discovery;
+mod ephemeral;
 mod errors;
 mod login;
 mod membership;

@@ -267,6 +267,13 @@ impl RoomService {
             .get(&(user_id.as_str().to_owned(), room_id.as_str().to_owned()))?)
     }
 
+    /// Whether the user is joined to the room right now.
+    pub fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool> {
+        Ok(self
+            .membership(user_id, room_id)?
+            .is_some_and(|m| m.membership == "join"))
+    }
+
     /// Every room a user has a membership record in.
     pub fn rooms_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, Membership)>> {
         let prefix = crate::storage::codec::prefix(user_id.as_str());

@@ -1,0 +1,101 @@
+//! Typing notifications, read receipts and read markers.
+
+use axum::{Json, extract::State};
+use ruma::api::client::{
+    read_marker::set_read_marker,
+    receipt::create_receipt,
+    typing::create_typing_event::{self, v3::Typing},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    api::{AppState, Ruma},
+    error::{Error, Result},
+};
+
+/// `PUT /rooms/{roomId}/typing/{userId}`
+pub async fn typing(
+    State(services): State<AppState>,
+    request: Ruma<create_typing_event::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    if session.user_id != body.user_id {
+        return Err(Error::forbidden("You can only set your own typing state"));
+    }
+    let timeout = match body.state {
+        Typing::Yes(info) => Some(info.timeout),
+        _ => None,
+    };
+    let room = body.room_id.clone();
+    services
+        .blocking(move |s| s.set_typing(&body.room_id, &session.user_id, timeout))
+        .await?;
+    if let Some(timeout) = timeout {
+        // Typing ends by itself: wake the room when the timeout passes.
+        let services = services.clone();
+        let wait = timeout.min(crate::service::ephemeral::MAX_TYPING_TIMEOUT)
+            + std::time::Duration::from_millis(50);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Err(e) = services.blocking(move |s| s.expire_typing(&room)).await {
+                tracing::warn!(error = %e, "expiring typing notifications failed");
+            }
+        });
+    }
+    Ok(Json(json!({})))
+}
+
+/// `POST /rooms/{roomId}/receipt/{receiptType}/{eventId}`
+pub async fn receipt(
+    State(services): State<AppState>,
+    request: Ruma<create_receipt::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let thread = serde_json::to_value(&body.thread).map_err(Error::internal)?;
+    let thread_id = thread.as_str().map(str::to_owned);
+    let receipt_type = body.receipt_type.to_string();
+    services
+        .blocking(move |s| {
+            s.send_receipt(
+                &body.room_id,
+                &session.user_id,
+                &receipt_type,
+                &body.event_id,
+                thread_id,
+            )
+        })
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /rooms/{roomId}/read_markers`
+pub async fn read_markers(
+    State(services): State<AppState>,
+    request: Ruma<set_read_marker::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    services
+        .blocking(move |s| {
+            if let Some(event) = &body.fully_read {
+                s.send_receipt(&body.room_id, &session.user_id, "m.fully_read", event, None)?;
+            }
+            if let Some(event) = &body.read_receipt {
+                s.send_receipt(&body.room_id, &session.user_id, "m.read", event, None)?;
+            }
+            if let Some(event) = &body.private_read_receipt {
+                s.send_receipt(
+                    &body.room_id,
+                    &session.user_id,
+                    "m.read.private",
+                    event,
+                    None,
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(Json(json!({})))
+}

@@ -1,0 +1,315 @@
+//! Typing notifications (in memory: they expire within seconds and mean nothing after a
+//! restart) and read receipts (stored), each change stamped with a stream position for
+//! `/sync`, and unread counts derived from the read receipts.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    error::{Error, Result},
+    service::Services,
+    storage::{Cf, Db, Table, codec},
+    util::now_millis,
+};
+
+/// Longest typing timeout honoured.
+pub const MAX_TYPING_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+struct RoomTyping {
+    users: HashMap<OwnedUserId, Instant>,
+    position: u64,
+}
+
+/// One stored receipt.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReceiptRecord {
+    pub user_id: OwnedUserId,
+    pub receipt_type: String,
+    pub event_id: ruma::OwnedEventId,
+    pub thread_id: Option<String>,
+    pub ts: u64,
+    pub position: u64,
+}
+
+/// Typing state and receipts.
+pub struct EphemeralService {
+    db: Db,
+    typing: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
+    receipts: Table<(String, String), ReceiptRecord>,
+}
+
+impl EphemeralService {
+    pub fn new(db: Db) -> Self {
+        Self {
+            receipts: db.table(Cf::Receipts),
+            db,
+            typing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn typing(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedRoomId, RoomTyping>> {
+        self.typing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts (`Some(timeout)`) or stops typing. Returns whether anything changed.
+    fn set_typing(&self, room: &RoomId, user: &UserId, timeout: Option<Duration>) -> Result<bool> {
+        let position = self.db.next_count()?;
+        let mut rooms = self.typing();
+        let entry = rooms.entry(room.to_owned()).or_default();
+        let changed = match timeout {
+            Some(timeout) => entry
+                .users
+                .insert(user.to_owned(), Instant::now() + timeout)
+                .is_none(),
+            None => entry.users.remove(user).is_some(),
+        };
+        entry.position = position;
+        Ok(changed || timeout.is_some())
+    }
+
+    /// Drops typing entries whose time is up; returns whether any was dropped.
+    fn expire(&self, room: &RoomId) -> Result<bool> {
+        let now = Instant::now();
+        let mut rooms = self.typing();
+        let Some(entry) = rooms.get_mut(room) else {
+            return Ok(false);
+        };
+        let before = entry.users.len();
+        entry.users.retain(|_, until| *until > now);
+        if entry.users.len() == before {
+            return Ok(false);
+        }
+        drop(rooms);
+        let position = self.db.next_count()?;
+        if let Some(entry) = self.typing().get_mut(room) {
+            entry.position = position;
+        }
+        Ok(true)
+    }
+
+    /// The `m.typing` event of a room if it changed after `since` (initial syncs get it only
+    /// when someone is typing).
+    pub fn typing_event(&self, room: &RoomId, since: Option<u64>) -> Option<Value> {
+        let now = Instant::now();
+        let rooms = self.typing();
+        let entry = rooms.get(room)?;
+        let mut users: Vec<&OwnedUserId> = entry
+            .users
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(u, _)| u)
+            .collect();
+        users.sort();
+        let relevant = match since {
+            Some(since) => entry.position > since,
+            None => !users.is_empty(),
+        };
+        relevant.then(|| json!({ "type": "m.typing", "content": { "user_ids": users } }))
+    }
+
+    /// Stores a receipt.
+    fn put_receipt(&self, room: &RoomId, record: &ReceiptRecord) -> Result<()> {
+        let key = (
+            room.to_string(),
+            format!(
+                "{}\u{0}{}\u{0}{}",
+                record.user_id,
+                record.receipt_type,
+                record.thread_id.as_deref().unwrap_or("")
+            ),
+        );
+        let mut batch = self.db.batch();
+        self.receipts.put(&mut batch, &key, record);
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// The `m.receipt` event of a room with receipts changed after `since`, as `viewer` may
+    /// see them (private receipts only their own).
+    pub fn receipt_event(
+        &self,
+        room: &RoomId,
+        since: Option<u64>,
+        viewer: &UserId,
+    ) -> Result<Option<Value>> {
+        let mut content: Map<String, Value> = Map::new();
+        for (_, record) in self.receipts.scan_prefix(&codec::prefix(room.as_str()))? {
+            if since.is_some_and(|s| record.position <= s) {
+                continue;
+            }
+            if record.receipt_type == "m.read.private" && record.user_id != viewer {
+                continue;
+            }
+            let mut receipt = json!({ "ts": record.ts });
+            if let Some(thread) = &record.thread_id {
+                receipt["thread_id"] = json!(thread);
+            }
+            let by_event = content
+                .entry(record.event_id.to_string())
+                .or_insert_with(|| json!({}));
+            by_event[&record.receipt_type][record.user_id.as_str()] = receipt;
+        }
+        Ok((!content.is_empty()).then(|| json!({ "type": "m.receipt", "content": content })))
+    }
+
+    /// The newest position a user has read up to in a room (main timeline receipts).
+    pub fn read_up_to(&self, room: &RoomId, user: &UserId) -> Result<Option<ruma::OwnedEventId>> {
+        let mut newest: Option<ReceiptRecord> = None;
+        for receipt_type in ["m.read", "m.read.private"] {
+            let key = (room.to_string(), format!("{user}\u{0}{receipt_type}\u{0}"));
+            if let Some(record) = self.receipts.get(&key)?
+                && newest.as_ref().is_none_or(|n| record.position > n.position)
+            {
+                newest = Some(record);
+            }
+        }
+        Ok(newest.map(|r| r.event_id))
+    }
+}
+
+impl Services {
+    /// `PUT /rooms/{roomId}/typing/{userId}`. Blocking.
+    pub fn set_typing(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        if !self.rooms.is_joined(user, room)? {
+            return Err(Error::forbidden("You are not in this room"));
+        }
+        if self
+            .ephemeral
+            .set_typing(room, user, timeout.map(|t| t.min(MAX_TYPING_TIMEOUT)))?
+        {
+            self.wake_members(room)?;
+        }
+        Ok(())
+    }
+
+    /// Ends typing notifications whose timeout passed, waking the room if one ended.
+    pub fn expire_typing(&self, room: &RoomId) -> Result<()> {
+        if self.ephemeral.expire(room)? {
+            self.wake_members(room)?;
+        }
+        Ok(())
+    }
+
+    fn wake_members(&self, room: &RoomId) -> Result<()> {
+        let members: Vec<OwnedUserId> = self
+            .rooms
+            .members_with_membership(room)?
+            .into_iter()
+            .filter(|(_, m)| m == "join")
+            .map(|(user, _)| user)
+            .collect();
+        self.notifier.wake(members.iter().map(|u| &**u));
+        Ok(())
+    }
+
+    /// `POST /rooms/{roomId}/receipt/{type}/{eventId}` (and read markers). Blocking.
+    pub fn send_receipt(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        receipt_type: &str,
+        event_id: &ruma::EventId,
+        thread_id: Option<String>,
+    ) -> Result<()> {
+        if !self.rooms.is_joined(user, room)? {
+            return Err(Error::forbidden("You are not in this room"));
+        }
+        if self
+            .rooms
+            .get_pdu(event_id)?
+            .is_none_or(|pdu| pdu.room_id != room)
+        {
+            return Err(Error::not_found("Event not found in this room"));
+        }
+        match receipt_type {
+            "m.fully_read" => {
+                self.account_data.set(
+                    user,
+                    Some(room),
+                    "m.fully_read",
+                    json!({ "event_id": event_id }),
+                )?;
+                return Ok(());
+            }
+            "m.read" | "m.read.private" => {}
+            other => {
+                return Err(Error::invalid_param(format!(
+                    "Unknown receipt type {other}"
+                )));
+            }
+        }
+        let stream = self.db.next_stream_position()?;
+        let record = ReceiptRecord {
+            user_id: user.to_owned(),
+            receipt_type: receipt_type.to_owned(),
+            event_id: event_id.to_owned(),
+            thread_id,
+            ts: now_millis(),
+            position: stream.position,
+        };
+        self.ephemeral.put_receipt(room, &record)?;
+        drop(stream);
+        if receipt_type == "m.read.private" {
+            self.notifier.wake([user]);
+        } else {
+            self.wake_members(room)?;
+        }
+        Ok(())
+    }
+
+    /// Unread counts of a room for a user: messages (and encrypted messages) from others after
+    /// their latest read receipt, and those of them that mention the user. This follows the
+    /// default push rules for messages and mentions; custom push rules come with push support.
+    pub fn unread_counts(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        since_join: u64,
+    ) -> Result<(u64, u64)> {
+        let Some((short_room, _)) = self.rooms.room(room)? else {
+            return Ok((0, 0));
+        };
+        let read_position = match self.ephemeral.read_up_to(room, user)? {
+            Some(event) => self
+                .rooms
+                .location(&event)?
+                .map_or(since_join, |l| l.count.max(since_join)),
+            None => since_join,
+        };
+        let (mut notifications, mut highlights) = (0, 0);
+        let rows = self.rooms.timeline_range(
+            &crate::storage::KeyCodec::encode(&(short_room, read_position.saturating_add(1))),
+            &crate::storage::KeyCodec::encode(&(short_room, u64::MAX)),
+        )?;
+        for (_, raw) in rows {
+            let pdu = crate::service::rooms::Pdu::from_raw(&raw)?;
+            let kind = pdu.kind.to_string();
+            if pdu.sender == user || (kind != "m.room.message" && kind != "m.room.encrypted") {
+                continue;
+            }
+            notifications += 1;
+            let mentions = &pdu.content_value()["m.mentions"];
+            let mentioned = mentions["room"] == true
+                || mentions["user_ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|id| id == user.as_str()));
+            if mentioned {
+                highlights += 1;
+            }
+        }
+        Ok((notifications, highlights))
+    }
+}

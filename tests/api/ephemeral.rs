@@ -1,0 +1,202 @@
+//! Typing, receipts (public and private), read markers and unread counts through `/sync`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, TestUser};
+
+async fn sync(server: &TestServer, user: &TestUser, since: &str) -> Value {
+    let query = if since.is_empty() {
+        String::new()
+    } else {
+        format!("?since={since}&timeout=0")
+    };
+    let (status, body) = server
+        .get(
+            &format!("/_matrix/client/v3/sync{query}"),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn ephemeral(body: &Value, room: &str, kind: &str) -> Option<Value> {
+    body["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()?
+        .iter()
+        .find(|e| e["type"] == kind)
+        .cloned()
+}
+
+async fn shared_room(server: &TestServer, alice: &TestUser, bob: &TestUser) -> String {
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({ "preset": "public_chat" }),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    room
+}
+
+#[tokio::test]
+async fn typing_starts_stops_and_expires() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = shared_room(&server, &alice, &bob).await;
+    let token = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let typing = format!("/_matrix/client/v3/rooms/{room}/typing/{}", alice.user_id);
+    let (status, _) = server
+        .put(
+            &typing,
+            Some(&alice.token),
+            json!({ "typing": true, "timeout": 30000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let body = sync(&server, &bob, &token).await;
+    assert_eq!(
+        ephemeral(&body, &room, "m.typing").unwrap()["content"]["user_ids"],
+        json!([alice.user_id])
+    );
+    let token = body["next_batch"].as_str().unwrap().to_owned();
+    server
+        .put(&typing, Some(&alice.token), json!({ "typing": false }))
+        .await;
+    let body = sync(&server, &bob, &token).await;
+    assert_eq!(
+        ephemeral(&body, &room, "m.typing").unwrap()["content"]["user_ids"],
+        json!([])
+    );
+    let token = body["next_batch"].as_str().unwrap().to_owned();
+
+    // A short timeout ends typing by itself, and wakes a waiting sync.
+    server
+        .put(
+            &typing,
+            Some(&alice.token),
+            json!({ "typing": true, "timeout": 200 }),
+        )
+        .await;
+    let body = sync(&server, &bob, &token).await;
+    let token = body["next_batch"].as_str().unwrap().to_owned();
+    let (_, body) = server
+        .get(
+            &format!("/_matrix/client/v3/sync?since={token}&timeout=5000"),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(
+        ephemeral(&body, &room, "m.typing").unwrap()["content"]["user_ids"],
+        json!([]),
+        "{body}"
+    );
+    // Typing for someone else is refused.
+    let other = format!("/_matrix/client/v3/rooms/{room}/typing/{}", bob.user_id);
+    assert_eq!(
+        server
+            .put(
+                &other,
+                Some(&alice.token),
+                json!({ "typing": true, "timeout": 1000 })
+            )
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn receipts_move_unread_counts_and_private_ones_stay_private() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = shared_room(&server, &alice, &bob).await;
+    let mut last = String::new();
+    for i in 0..3 {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/u{i}");
+        let mut content = json!({ "msgtype": "m.text", "body": format!("hello {i}") });
+        if i == 2 {
+            content["m.mentions"] = json!({ "user_ids": [bob.user_id] });
+        }
+        let (_, body) = server.put(&path, Some(&alice.token), content).await;
+        last = body["event_id"].as_str().unwrap().to_owned();
+    }
+    let body = sync(&server, &bob, "").await;
+    let unread = &body["rooms"]["join"][&room]["unread_notifications"];
+    assert_eq!(unread["notification_count"], 3);
+    assert_eq!(unread["highlight_count"], 1);
+    let alice_token = sync(&server, &alice, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A private receipt clears bob's counts but is invisible to alice.
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read.private/{last}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let body = sync(&server, &bob, "").await;
+    assert_eq!(
+        body["rooms"]["join"][&room]["unread_notifications"]["notification_count"],
+        0
+    );
+    assert!(
+        ephemeral(&body, &room, "m.receipt").unwrap()["content"][&last]["m.read.private"]
+            [&bob.user_id]["ts"]
+            .is_u64()
+    );
+    let body = sync(&server, &alice, &alice_token).await;
+    assert!(
+        ephemeral(&body, &room, "m.receipt").is_none(),
+        "private receipts are not shown to others: {body}"
+    );
+
+    // A public receipt (through read_markers) is shown to alice, and sets m.fully_read.
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/read_markers"),
+            Some(&bob.token),
+            json!({ "m.fully_read": last, "m.read": last }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let body = sync(&server, &alice, &alice_token).await;
+    assert!(
+        ephemeral(&body, &room, "m.receipt").unwrap()["content"][&last]["m.read"][&bob.user_id]
+            .is_object(),
+        "{body}"
+    );
+    let fully_read = format!(
+        "/_matrix/client/v3/user/{}/rooms/{room}/account_data/m.fully_read",
+        bob.user_id
+    );
+    let (_, marker) = server.get(&fully_read, Some(&bob.token)).await;
+    assert_eq!(marker["event_id"], last.as_str());
+    // Receipts for unknown events are refused.
+    let response = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/$nope"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(response.0, StatusCode::NOT_FOUND);
+}
