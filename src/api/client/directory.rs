@@ -54,10 +54,7 @@ pub async fn room_aliases(
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
     let room_id = request.body.room_id;
-    let member = services
-        .rooms
-        .membership(&user, &room_id)?
-        .is_some_and(|m| m.membership == "join");
+    let member = services.rooms.is_joined(&user, &room_id)?;
     if !member && !services.rooms.is_world_readable(&room_id)? {
         return Err(Error::forbidden("You are not in this room"));
     }

@@ -93,13 +93,9 @@ impl Services {
             })
             .unwrap_or_default();
         let in_allowed_room = allowed_rooms.iter().any(|allowed| {
-            RoomId::parse(allowed).ok().is_some_and(|allowed| {
-                self.rooms
-                    .membership(user, &allowed)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|m| m.membership == "join")
-            })
+            RoomId::parse(allowed)
+                .ok()
+                .is_some_and(|allowed| self.rooms.is_joined(user, &allowed).unwrap_or(false))
         });
         if !in_allowed_room {
             return Err(Error::forbidden(

@@ -299,9 +299,8 @@ impl RoomService {
         user: &UserId,
         room_id: &RoomId,
     ) -> Result<Vec<(OwnedUserId, Value)>> {
-        match self.membership(user, room_id)? {
-            Some(m) if m.membership == "join" => {}
-            _ => return Err(Error::forbidden("You are not in this room")),
+        if !self.is_joined(user, room_id)? {
+            return Err(Error::forbidden("You are not in this room"));
         }
         let (short_room, _) = self
             .room(room_id)?
