@@ -127,8 +127,15 @@ fn return_big_allocations_to_the_os() {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // ruma's authorization checks log every decision at info; keep them at warn unless the
+    // operator asks for them by name.
+    let directives = if config.log_level.contains("ruma_state_res") {
+        config.log_level.clone()
+    } else {
+        format!("{},ruma_state_res=warn", config.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ruma_state_res=warn"));
     // Colours only on a terminal: files and journald get plain `key=value` lines.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()

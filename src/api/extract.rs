@@ -189,7 +189,15 @@ where
         while args.len() < expected {
             args.push("");
         }
-        let http_request = http::Request::from_parts(parts, bytes.as_ref());
+        // Clients (matrix-nio's join, for one) send POST/PUT without a body where every field
+        // is optional: read that as an empty JSON object.
+        let body: &[u8] =
+            if bytes.is_empty() && matches!(parts.method, http::Method::POST | http::Method::PUT) {
+                b"{}"
+            } else {
+                bytes.as_ref()
+            };
+        let http_request = http::Request::from_parts(parts, body);
         let body = T::try_from_http_request(http_request, &args).map_err(parse_error)?;
         Ok(Ruma {
             body,

@@ -114,3 +114,26 @@ async fn rate_limits_answer_m_limit_exceeded() {
     assert_error(&response, StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
     assert!(response.1["retry_after_ms"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn bodiless_posts_read_as_empty_objects() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({ "preset": "public_chat" }),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap();
+    let response = server
+        .http
+        .post(format!("{}/_matrix/client/v3/join/{room}", server.base))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

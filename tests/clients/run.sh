@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs a real Matrix client library (matrix-nio, from PyPI) against a freshly started hearth
 # process: the admin CLI creates a user through the admin socket, nio registers another, logs
-# in, reads and writes the profile, lists devices and logs out; then the server must stop
-# cleanly on SIGTERM.
+# in, reads and writes the profile, lists devices and logs out; two nio clients then chat
+# (room, invite, messages both ways, typing, read receipts); then the server must stop cleanly
+# on SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
@@ -44,6 +45,7 @@ printf 'admin-made-pw\n' > "$work/pw"
 
 status=0
 "$venv/bin/python" tests/clients/nio_client.py "http://127.0.0.1:$port" || status=$?
+"$venv/bin/python" tests/clients/nio_chat.py "http://127.0.0.1:$port" || status=$?
 
 kill -TERM "$pid"
 server_status=0
