@@ -140,6 +140,7 @@ pub fn router(services: AppState) -> Router {
         .ruma(ephemeral::typing)
         .ruma(ephemeral::receipt)
         .ruma(ephemeral::read_markers)
+        .ruma(ephemeral::send_to_device)
         // Account data and tags
         .ruma(account_data::set_global)
         .ruma(account_data::get_global)

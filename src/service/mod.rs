@@ -13,6 +13,7 @@ pub mod rooms;
 pub mod sessions;
 pub mod shared_secret;
 pub mod sync;
+pub mod to_device;
 pub mod uiaa;
 pub mod user_directory;
 pub mod users;
@@ -43,6 +44,7 @@ pub struct Services {
     pub filters: sync::FilterStore,
     pub account_data: account_data::AccountDataService,
     pub ephemeral: ephemeral::EphemeralService,
+    pub to_device: to_device::ToDeviceService,
 }
 
 impl Services {
@@ -56,6 +58,7 @@ impl Services {
             reports: reports::ReportService::new(db.clone()),
             filters: sync::FilterStore::new(db.clone()),
             ephemeral: ephemeral::EphemeralService::new(db.clone()),
+            to_device: to_device::ToDeviceService::new(db.clone()),
             account_data: account_data::AccountDataService::new(db.clone(), notifier.clone()),
             notifier,
             keys,

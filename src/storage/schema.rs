@@ -83,8 +83,11 @@ column_families! {
     /// Read receipts. Key: room id ‖ 0xFF ‖ user id + 0x00 + receipt type + 0x00 + thread id.
     /// Value: `service::ephemeral::ReceiptRecord`.
     Receipts => "receipts",
+    /// Send-to-device messages waiting for delivery. Key: user id ‖ 0xFF ‖ device id + 0x00 +
+    /// stream position (20 digits). Value: `service::to_device::ToDeviceMessage`.
+    ToDevice => "to_device",
     /// Transaction ids of sent events. Key: user id ‖ 0xFF ‖ JSON `[device, room, txn]`.
-    /// Value: event id.
+    /// Value: event id. Send-to-device txns use JSON `[device, "sendToDevice", txn]` → `true`.
     TransactionIds => "transaction_ids",
     /// Room aliases. Key: alias. Value: `service::rooms::aliases::AliasRecord`.
     Aliases => "aliases",

@@ -200,3 +200,60 @@ async fn receipts_move_unread_counts_and_private_ones_stay_private() {
         .await;
     assert_eq!(response.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn to_device_messages_are_delivered_once_in_order() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let token = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (txn, n) in [("t1", 1), ("t2", 2), ("t1", 1)] {
+        let body =
+            json!({ "messages": { bob.user_id.clone(): { bob.device_id.clone(): { "n": n } } } });
+        let (status, _) = server
+            .put(
+                &format!("/_matrix/client/v3/sendToDevice/org.example.ping/{txn}"),
+                Some(&alice.token),
+                body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let body = sync(&server, &bob, &token).await;
+    let events = body["to_device"]["events"].as_array().unwrap();
+    let numbers: Vec<i64> = events
+        .iter()
+        .map(|e| e["content"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        vec![1, 2],
+        "in order, the repeated txn once: {body}"
+    );
+    assert_eq!(events[0]["sender"], alice.user_id.as_str());
+    assert_eq!(events[0]["type"], "org.example.ping");
+    // Syncing from the token that delivered them acknowledges them: they are gone.
+    let token = body["next_batch"].as_str().unwrap().to_owned();
+    let body = sync(&server, &bob, &token).await;
+    assert!(
+        body["to_device"]["events"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    // "*" reaches every device of the user.
+    let (_, second) = server.login("bob", "pw").await;
+    let body = json!({ "messages": { bob.user_id.clone(): { "*": { "all": true } } } });
+    server
+        .put(
+            "/_matrix/client/v3/sendToDevice/org.example.all/t3",
+            Some(&alice.token),
+            body,
+        )
+        .await;
+    let (_, for_second) = server
+        .get("/_matrix/client/v3/sync", second["access_token"].as_str())
+        .await;
+    assert_eq!(for_second["to_device"]["events"][0]["content"]["all"], true);
+}

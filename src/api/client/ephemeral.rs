@@ -99,3 +99,19 @@ pub async fn read_markers(
         .await?;
     Ok(Json(json!({})))
 }
+
+/// `PUT /sendToDevice/{eventType}/{txnId}`
+pub async fn send_to_device(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::to_device::send_event_to_device::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    let messages = serde_json::to_value(&body.messages).map_err(Error::internal)?;
+    let kind = body.event_type.to_string();
+    let txn = body.txn_id.to_string();
+    services
+        .blocking(move |s| s.send_to_device(&session, &kind, &txn, &messages))
+        .await?;
+    Ok(Json(json!({})))
+}

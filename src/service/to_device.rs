@@ -1,0 +1,150 @@
+//! Send-to-device messages: queued per target device in order, delivered by `/sync`, and
+//! deleted once the device's next sync acknowledges them (by syncing from a later token).
+
+use ruma::{DeviceId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{
+    error::{Error, Result},
+    service::{Services, sessions::Session},
+    storage::{Cf, Db, Table, codec},
+};
+
+/// One queued message.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ToDeviceMessage {
+    pub sender: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content: Value,
+    pub position: u64,
+}
+
+/// Owns the `to_device` table.
+pub struct ToDeviceService {
+    db: Db,
+    queue: Table<(String, String), ToDeviceMessage>,
+    sent: Table<(String, String), bool>,
+}
+
+fn queue_key(user: &str, device: &str, position: u64) -> (String, String) {
+    // Zero-padded so positions sort numerically within a device.
+    (user.to_owned(), format!("{device}\u{0}{position:020}"))
+}
+
+impl ToDeviceService {
+    pub fn new(db: Db) -> Self {
+        Self {
+            queue: db.table(Cf::ToDevice),
+            sent: db.table(Cf::TransactionIds),
+            db,
+        }
+    }
+
+    /// Messages waiting for a device, oldest first, up to `until`; those at or below `ack` are
+    /// deleted first (the client has seen them).
+    pub fn take_for_sync(
+        &self,
+        session: &Session,
+        ack: Option<u64>,
+        until: u64,
+    ) -> Result<Vec<Value>> {
+        let prefix = codec::prefix(session.user_id.as_str());
+        let device_prefix = format!("{}\u{0}", session.device_id);
+        let mut batch = self.db.batch();
+        let mut acknowledged = false;
+        let mut events = Vec::new();
+        for ((user, key), message) in self.queue.scan_prefix(&prefix)? {
+            if !key.starts_with(&device_prefix) {
+                continue;
+            }
+            if ack.is_some_and(|ack| message.position <= ack) {
+                self.queue.delete(&mut batch, &(user, key));
+                acknowledged = true;
+            } else if message.position <= until {
+                events.push(json!({ "sender": message.sender, "type": message.kind, "content": message.content }));
+            }
+        }
+        if acknowledged {
+            self.db.write(batch)?;
+        }
+        Ok(events)
+    }
+}
+
+impl Services {
+    /// `PUT /sendToDevice/{eventType}/{txnId}`: queues the messages for local devices
+    /// (idempotent per sending device and txn id). Blocking.
+    pub fn send_to_device(
+        &self,
+        session: &Session,
+        kind: &str,
+        txn: &str,
+        messages: &Value,
+    ) -> Result<()> {
+        let txn_key = (
+            session.user_id.to_string(),
+            serde_json::to_string(&[session.device_id.as_str(), "sendToDevice", txn])
+                .map_err(Error::internal)?,
+        );
+        if self.to_device.sent.get(&txn_key)?.is_some() {
+            return Ok(());
+        }
+        let messages = messages
+            .as_object()
+            .ok_or_else(|| Error::bad_json("messages must be an object"))?;
+        let mut batch = self.db.batch();
+        let mut positions = Vec::new();
+        let mut woken = Vec::new();
+        for (user, by_device) in messages {
+            let user = UserId::parse(user)
+                .map_err(|e| Error::invalid_param(format!("Invalid user id {user}: {e}")))?;
+            if !self.users.is_local(&user) {
+                // Remote devices are reached over federation, which is not built yet.
+                continue;
+            }
+            let by_device = by_device
+                .as_object()
+                .ok_or_else(|| Error::bad_json("messages must map users to devices"))?;
+            for (device, content) in by_device {
+                let targets: Vec<String> = if device == "*" {
+                    self.sessions
+                        .devices(&user)?
+                        .into_iter()
+                        .map(|(id, _)| id.to_string())
+                        .collect()
+                } else if self
+                    .sessions
+                    .device(&user, <&DeviceId>::from(device.as_str()))?
+                    .is_some()
+                {
+                    vec![device.clone()]
+                } else {
+                    Vec::new()
+                };
+                for target in targets {
+                    let stream = self.db.next_stream_position()?;
+                    let message = ToDeviceMessage {
+                        sender: session.user_id.to_string(),
+                        kind: kind.to_owned(),
+                        content: content.clone(),
+                        position: stream.position,
+                    };
+                    self.to_device.queue.put(
+                        &mut batch,
+                        &queue_key(user.as_str(), &target, stream.position),
+                        &message,
+                    );
+                    positions.push(stream);
+                }
+            }
+            woken.push(user);
+        }
+        self.to_device.sent.put(&mut batch, &txn_key, &true);
+        self.db.write(batch)?;
+        drop(positions);
+        self.notifier.wake(woken.iter().map(|u| &**u));
+        Ok(())
+    }
+}
