@@ -41,6 +41,23 @@ pub struct Config {
     pub password_hash: PasswordHashConfig,
     pub rate_limits: RateLimitConfig,
     pub well_known: WellKnownConfig,
+    pub presence: PresenceConfig,
+}
+
+/// Presence settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Users with no activity (requests, syncs) for this long are set offline.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 300,
+        }
+    }
 }
 
 /// RocksDB settings.
@@ -123,6 +140,7 @@ impl Default for Config {
             password_hash: PasswordHashConfig::default(),
             rate_limits: RateLimitConfig::default(),
             well_known: WellKnownConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }

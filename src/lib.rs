@@ -53,6 +53,7 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     http_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    presence_task: JoinHandle<()>,
     db: Db,
 }
 
@@ -84,6 +85,25 @@ impl Server {
                 source,
             })?;
 
+        let presence_task = tokio::spawn({
+            let services = services.clone();
+            let period = Duration::from_secs(config.presence.idle_timeout_secs.max(1)) / 4;
+            async move {
+                let mut ticks = tokio::time::interval(
+                    period.clamp(Duration::from_millis(250), Duration::from_secs(30)),
+                );
+                loop {
+                    ticks.tick().await;
+                    let sweep = services.clone();
+                    match tokio::task::spawn_blocking(move || sweep.sweep_presence()).await {
+                        Ok(Err(e)) => tracing::warn!(error = %e, "presence sweep failed"),
+                        Err(e) => tracing::warn!(error = %e, "presence sweep task failed"),
+                        Ok(Ok(())) => {}
+                    }
+                }
+            }
+        });
+
         let (stop, mut stopped) = watch::channel(false);
         let app = api::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let http_task = tokio::spawn(async move {
@@ -104,6 +124,7 @@ impl Server {
             stop,
             http_task,
             admin_task,
+            presence_task,
             db,
         })
     }
@@ -124,6 +145,8 @@ impl RunningServer {
         let _ = self.stop.send(true);
         self.admin_task.abort();
         let _ = self.admin_task.await;
+        self.presence_task.abort();
+        let _ = self.presence_task.await;
         if tokio::time::timeout(SHUTDOWN_GRACE, self.http_task)
             .await
             .is_err()

@@ -141,6 +141,8 @@ pub fn router(services: AppState) -> Router {
         .ruma(ephemeral::receipt)
         .ruma(ephemeral::read_markers)
         .ruma(ephemeral::send_to_device)
+        .ruma(ephemeral::put_presence)
+        .ruma(ephemeral::get_presence)
         // Account data and tags
         .ruma(account_data::set_global)
         .ruma(account_data::get_global)

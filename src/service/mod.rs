@@ -6,6 +6,7 @@ pub mod ephemeral;
 pub mod keys;
 pub mod notifier;
 pub mod password;
+pub mod presence;
 pub mod profiles;
 pub mod ratelimit;
 pub mod reports;
@@ -45,6 +46,7 @@ pub struct Services {
     pub account_data: account_data::AccountDataService,
     pub ephemeral: ephemeral::EphemeralService,
     pub to_device: to_device::ToDeviceService,
+    pub presence: presence::PresenceService,
 }
 
 impl Services {
@@ -59,6 +61,10 @@ impl Services {
             filters: sync::FilterStore::new(db.clone()),
             ephemeral: ephemeral::EphemeralService::new(db.clone()),
             to_device: to_device::ToDeviceService::new(db.clone()),
+            presence: presence::PresenceService::new(
+                db.clone(),
+                std::time::Duration::from_secs(config.presence.idle_timeout_secs.max(1)),
+            ),
             account_data: account_data::AccountDataService::new(db.clone(), notifier.clone()),
             notifier,
             keys,

@@ -134,6 +134,7 @@ impl Services {
     ) -> Result<SyncResponse> {
         let next_batch = self.db.stream_watermark();
         let to_device = self.to_device.take_for_sync(session, since, next_batch)?;
+        let presence = self.presence_events(&session.user_id, since)?;
         let mut global_data = Vec::new();
         let mut room_data: HashMap<String, Vec<Value>> = HashMap::new();
         for (room, kind, content) in
@@ -203,12 +204,14 @@ impl Services {
             && leave.is_empty()
             && knock.is_empty()
             && global_data.is_empty()
-            && to_device.is_empty());
+            && to_device.is_empty()
+            && presence.is_empty());
         let body = json!({
             "next_batch": next_batch.to_string(),
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
             "account_data": { "events": global_data },
             "to_device": { "events": to_device },
+            "presence": { "events": presence },
         });
         Ok(SyncResponse { body, has_updates })
     }

@@ -11,6 +11,7 @@ mod ephemeral;
 mod errors;
 mod login;
 mod membership;
+mod presence;
 mod profile;
 mod refresh;
 mod register;

@@ -115,3 +115,51 @@ pub async fn send_to_device(
         .await?;
     Ok(Json(json!({})))
 }
+
+/// `PUT /presence/{userId}/status`
+pub async fn put_presence(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::presence::set_presence::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    if session.user_id != body.user_id {
+        return Err(Error::forbidden("You can only set your own presence"));
+    }
+    let state = body.presence.to_string();
+    if !matches!(state.as_str(), "online" | "unavailable" | "offline") {
+        return Err(Error::invalid_param(format!(
+            "Unknown presence state {state}"
+        )));
+    }
+    let status_msg = body.status_msg;
+    services
+        .blocking(move |s| s.set_presence(&session.user_id, &state, Some(status_msg)))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /presence/{userId}/status`: for yourself and users you share a room with.
+pub async fn get_presence(
+    State(services): State<AppState>,
+    request: Ruma<ruma::api::client::presence::get_presence::v3::Request>,
+) -> Result<Json<Value>> {
+    let session = request.session()?.clone();
+    let target = request.body.user_id;
+    let (viewer, other) = (session.user_id.clone(), target.clone());
+    if !services
+        .blocking(move |s| s.share_a_room(&viewer, &other))
+        .await?
+    {
+        return Err(Error::forbidden("You do not share a room with this user"));
+    }
+    let view = services.presence.view(&target);
+    let mut response = json!({ "presence": view.state, "currently_active": view.currently_active });
+    if let Some(ago) = view.last_active_ago {
+        response["last_active_ago"] = json!(ago);
+    }
+    if let Some(msg) = view.status_msg {
+        response["status_msg"] = json!(msg);
+    }
+    Ok(Json(response))
+}

@@ -44,6 +44,14 @@ pub async fn sync(
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     let full_state = body.full_state;
+    // Syncing marks the user active unless the client says otherwise.
+    let presence = body.set_presence.to_string();
+    if presence != "offline" {
+        let user = session.user_id.clone();
+        services
+            .blocking(move |s| s.set_presence(&user, &presence, None))
+            .await?;
+    }
     let channel = services.notifier.channel(&session.user_id);
     loop {
         // Register for wake-ups before reading, so a write in between is not missed.
