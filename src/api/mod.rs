@@ -137,6 +137,10 @@ pub fn router(services: AppState) -> Router {
         .ruma(sync::sync)
         .ruma(sync::create_filter)
         .ruma(sync::get_filter)
+        .route(
+            "/_hearth/client/v1/sync/ws",
+            axum::routing::get(client::sync_ws::sync_ws),
+        )
         .ruma(ephemeral::typing)
         .ruma(ephemeral::receipt)
         .ruma(ephemeral::read_markers)

@@ -20,3 +20,4 @@ mod restart;
 mod rooms;
 mod search;
 mod sync;
+mod sync_ws;

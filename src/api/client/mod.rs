@@ -14,4 +14,5 @@ pub mod rooms;
 pub mod search;
 pub mod session;
 pub mod sync;
+pub mod sync_ws;
 pub mod user_directory;
