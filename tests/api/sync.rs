@@ -359,3 +359,64 @@ async fn tokens_survive_a_restart() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn lazy_loading_sends_only_the_members_the_timeline_needs() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let room = public_room(&server, &alice, &bob).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&carol.token),
+            json!({}),
+        )
+        .await;
+    for i in 0..3 {
+        send(&server, &bob, &room, &format!("l{i}"), "from bob").await;
+    }
+    let filter =
+        urlencode(r#"{"room":{"timeline":{"limit":2},"state":{"lazy_load_members":true}}}"#);
+    let body = sync(&server, &alice, &format!("filter={filter}")).await;
+    let joined = &body["rooms"]["join"][&room];
+    let members: Vec<&str> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert!(
+        members.contains(&bob.user_id.as_str()),
+        "the sender's member event: {members:?}"
+    );
+    assert!(
+        members.contains(&alice.user_id.as_str()),
+        "the user's own member event: {members:?}"
+    );
+    assert!(
+        !members.contains(&carol.user_id.as_str()),
+        "not carol, who sent nothing in the timeline: {members:?}"
+    );
+    assert_eq!(
+        joined["summary"]["m.joined_member_count"], 3,
+        "counts still cover everyone"
+    );
+    // Without lazy loading every member comes.
+    let body = sync(&server, &alice, "").await;
+    let all = body["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .count()
+        + body["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "m.room.member")
+            .count();
+    assert!(all >= 3, "{all}");
+}
