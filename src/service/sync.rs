@@ -497,19 +497,16 @@ impl Services {
 
     /// `summary`: heroes (up to five other members) and member counts.
     fn room_summary(&self, room_id: &RoomId, user: &UserId) -> Result<Value> {
-        let members = self.rooms.members_with_membership(room_id)?;
-        let joined = members.iter().filter(|(_, m)| m == "join").count();
-        let invited = members.iter().filter(|(_, m)| m == "invite").count();
-        let mut heroes: Vec<String> = members
-            .iter()
-            .filter(|(member, m)| member != user && (m == "join" || m == "invite"))
-            .map(|(member, _)| member.to_string())
-            .collect();
-        heroes.sort();
-        heroes.truncate(5);
-        Ok(
-            json!({ "m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited }),
-        )
+        let (_, room) = self
+            .rooms
+            .room(room_id)?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let heroes = self.rooms.some_members(room_id, user, 5)?;
+        Ok(json!({
+            "m.heroes": heroes,
+            "m.joined_member_count": room.joined_members,
+            "m.invited_member_count": room.invited_members,
+        }))
     }
 }
 

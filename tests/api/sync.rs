@@ -420,3 +420,78 @@ async fn lazy_loading_sends_only_the_members_the_timeline_needs() {
             .count();
     assert!(all >= 3, "{all}");
 }
+
+#[tokio::test]
+async fn summary_counts_and_heroes_without_reading_every_member() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({ "preset": "public_chat" }),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    // More members than one page of the member index.
+    for i in 0..40 {
+        let user = server.register(&format!("member{i:02}"), "pw").await;
+        server
+            .post(
+                &format!("/_matrix/client/v3/join/{room}"),
+                Some(&user.token),
+                json!({}),
+            )
+            .await;
+    }
+    let invitee = server.register("zed", "pw").await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            Some(&alice.token),
+            json!({ "user_id": invitee.user_id }),
+        )
+        .await;
+    let body = sync(
+        &server,
+        &alice,
+        "filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A1%7D%7D%7D",
+    )
+    .await;
+    let summary = &body["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.joined_member_count"], 41);
+    assert_eq!(summary["m.invited_member_count"], 1);
+    let heroes: Vec<&str> = summary["m.heroes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        heroes,
+        vec![
+            "@member00:localhost",
+            "@member01:localhost",
+            "@member02:localhost",
+            "@member03:localhost",
+            "@member04:localhost"
+        ]
+    );
+    let leaver = server.login("member00", "pw").await.1;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/leave"),
+            leaver["access_token"].as_str(),
+            json!({}),
+        )
+        .await;
+    let body = sync(&server, &alice, "").await;
+    assert_eq!(
+        body["rooms"]["join"][&room]["summary"]["m.joined_member_count"],
+        40
+    );
+    assert_eq!(
+        body["rooms"]["join"][&room]["summary"]["m.heroes"][0],
+        "@member01:localhost"
+    );
+}

@@ -62,6 +62,9 @@ pub struct RoomRecord {
     /// scan the member list).
     #[serde(default)]
     pub joined_members: u64,
+    /// Members currently invited (kept like `joined_members`).
+    #[serde(default)]
+    pub invited_members: u64,
 }
 
 /// A user's membership in a room (key: user id ‖ room id).
@@ -306,6 +309,46 @@ impl RoomService {
             .into_iter()
             .filter_map(|((_, user), membership)| Some((UserId::parse(user).ok()?, membership)))
             .collect())
+    }
+
+    /// Up to `limit` local or remote users joined to or invited into the room other than
+    /// `except`, in user id order (sync heroes), without reading the whole member list.
+    pub fn some_members(
+        &self,
+        room_id: &RoomId,
+        except: &UserId,
+        limit: usize,
+    ) -> Result<Vec<ruma::OwnedUserId>> {
+        let prefix = crate::storage::codec::prefix(room_id.as_str());
+        let mut end = prefix.clone();
+        end.push(0xFF);
+        let mut found = Vec::new();
+        let mut start = prefix.clone();
+        // Page through the member index a few rows at a time until enough heroes are found.
+        loop {
+            let rows = self.room_members.range(&start, &end, false, 32)?;
+            let exhausted = rows.len() < 32;
+            for ((_, user), membership) in &rows {
+                if (membership == "join" || membership == "invite")
+                    && user != except.as_str()
+                    && let Ok(user) = UserId::parse(user)
+                {
+                    found.push(user);
+                    if found.len() >= limit {
+                        return Ok(found);
+                    }
+                }
+            }
+            match rows.last() {
+                Some(((_, last), _)) if !exhausted => {
+                    start = crate::storage::KeyCodec::encode(&(
+                        room_id.to_string(),
+                        format!("{last}\u{0}"),
+                    ));
+                }
+                _ => return Ok(found),
+            }
+        }
     }
 
     /// Wakes the syncs of everyone a new event concerns: the room's joined and invited members,
@@ -576,13 +619,16 @@ impl RoomService {
                     &(stored.room_id.to_string(), state_key.clone()),
                     &membership,
                 );
-                let was_joined = self
-                    .user_rooms
-                    .get(&key)?
-                    .is_some_and(|m| m.membership == "join");
-                match (was_joined, membership == "join") {
+                let previous = self.user_rooms.get(&key)?.map(|m| m.membership);
+                let was = |state: &str| previous.as_deref() == Some(state);
+                match (was("join"), membership == "join") {
                     (false, true) => room.joined_members += 1,
                     (true, false) => room.joined_members = room.joined_members.saturating_sub(1),
+                    _ => {}
+                }
+                match (was("invite"), membership == "invite") {
+                    (false, true) => room.invited_members += 1,
+                    (true, false) => room.invited_members = room.invited_members.saturating_sub(1),
                     _ => {}
                 }
                 self.user_rooms.put(
@@ -734,6 +780,7 @@ impl RoomService {
             extremities: vec![],
             depth: 0,
             joined_members: 0,
+            invited_members: 0,
         };
         self.persist(
             batch,
