@@ -29,6 +29,10 @@ pub struct SyncFilter {
     pub rooms: Option<Vec<String>>,
     pub not_rooms: Vec<String>,
     pub include_leave: bool,
+    pub account_data: EventFilter,
+    pub room_account_data: EventFilter,
+    pub ephemeral: EventFilter,
+    pub presence: EventFilter,
 }
 
 /// Default number of timeline events per room.
@@ -58,6 +62,10 @@ impl SyncFilter {
             rooms: strings(&room["rooms"]),
             not_rooms: strings(&room["not_rooms"]).unwrap_or_default(),
             include_leave: room["include_leave"].as_bool().unwrap_or(false),
+            account_data: EventFilter::from_json(&filter["account_data"]),
+            room_account_data: EventFilter::from_json(&room["account_data"]),
+            ephemeral: EventFilter::from_json(&room["ephemeral"]),
+            presence: EventFilter::from_json(&filter["presence"]),
         }
     }
 
@@ -134,13 +142,23 @@ impl Services {
     ) -> Result<SyncResponse> {
         let next_batch = self.db.stream_watermark();
         let to_device = self.to_device.take_for_sync(session, since, next_batch)?;
-        let presence = self.presence_events(&session.user_id, since)?;
+        let mut presence = self.presence_events(&session.user_id, since)?;
+        filter.presence.retain_json(&mut presence);
         let mut global_data = Vec::new();
         let mut room_data: HashMap<String, Vec<Value>> = HashMap::new();
         for (room, kind, content) in
             self.account_data
                 .changed_since(&session.user_id, since, next_batch)?
         {
+            let wanted = match room {
+                Some(_) => filter
+                    .room_account_data
+                    .matches_type_and_sender(&kind, None),
+                None => filter.account_data.matches_type_and_sender(&kind, None),
+            };
+            if !wanted {
+                continue;
+            }
             let event = json!({ "type": kind, "content": content });
             match room {
                 Some(room) => room_data.entry(room.to_string()).or_default().push(event),
@@ -375,6 +393,7 @@ impl Services {
         {
             ephemeral.push(receipts);
         }
+        filter.ephemeral.retain_json(&mut ephemeral);
         if since.is_some()
             && events.is_empty()
             && !full_state

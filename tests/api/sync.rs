@@ -495,3 +495,65 @@ async fn summary_counts_and_heroes_without_reading_every_member() {
         "@member01:localhost"
     );
 }
+
+#[tokio::test]
+async fn account_data_presence_and_ephemeral_filters_apply() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = public_room(&server, &alice, &bob).await;
+    let user = &alice.user_id;
+    server
+        .put(
+            &format!("/_matrix/client/v3/user/{user}/account_data/org.example.keep"),
+            Some(&alice.token),
+            json!({ "a": 1 }),
+        )
+        .await;
+    server
+        .put(
+            &format!("/_matrix/client/v3/user/{user}/account_data/org.example.drop"),
+            Some(&alice.token),
+            json!({ "b": 2 }),
+        )
+        .await;
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/typing/{}", bob.user_id),
+            Some(&bob.token),
+            json!({ "typing": true, "timeout": 10000 }),
+        )
+        .await;
+    let filter = urlencode(
+        r#"{"account_data":{"not_types":["org.example.drop"]},"presence":{"types":[]},"room":{"ephemeral":{"not_types":["m.typing"]}}}"#,
+    );
+    let body = sync(&server, &alice, &format!("filter={filter}")).await;
+    let types: Vec<&str> = body["account_data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, vec!["org.example.keep"]);
+    assert!(
+        body["presence"]["events"].as_array().unwrap().is_empty(),
+        "presence filtered out: {body}"
+    );
+    let ephemeral = body["rooms"]["join"][&room]["ephemeral"]["events"]
+        .as_array()
+        .unwrap();
+    assert!(
+        ephemeral.iter().all(|e| e["type"] != "m.typing"),
+        "{ephemeral:?}"
+    );
+    // Unfiltered, both come.
+    let body = sync(&server, &alice, "").await;
+    assert_eq!(body["account_data"]["events"].as_array().unwrap().len(), 2);
+    assert!(
+        body["rooms"]["join"][&room]["ephemeral"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.typing")
+    );
+}

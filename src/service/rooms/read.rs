@@ -66,22 +66,7 @@ impl EventFilter {
     }
 
     pub fn matches(&self, pdu: &Pdu) -> bool {
-        let kind = pdu.kind.to_string();
-        if self.not_types.iter().any(|p| type_matches(p, &kind)) {
-            return false;
-        }
-        if let Some(types) = &self.types
-            && !types.iter().any(|p| type_matches(p, &kind))
-        {
-            return false;
-        }
-        let sender = pdu.sender.as_str();
-        if self.not_senders.iter().any(|s| s == sender) {
-            return false;
-        }
-        if let Some(senders) = &self.senders
-            && !senders.iter().any(|s| s == sender)
-        {
+        if !self.matches_type_and_sender(&pdu.kind.to_string(), Some(pdu.sender.as_str())) {
             return false;
         }
         if let Some(wanted) = self.contains_url {
@@ -91,6 +76,41 @@ impl EventFilter {
             }
         }
         true
+    }
+
+    /// The type and sender parts of the filter, for events that are not room events
+    /// (account data, presence, ephemeral events).
+    pub fn matches_type_and_sender(&self, kind: &str, sender: Option<&str>) -> bool {
+        if self.not_types.iter().any(|p| type_matches(p, kind)) {
+            return false;
+        }
+        if self
+            .types
+            .as_ref()
+            .is_some_and(|types| !types.iter().any(|p| type_matches(p, kind)))
+        {
+            return false;
+        }
+        if let Some(sender) = sender {
+            if self.not_senders.iter().any(|s| s == sender) {
+                return false;
+            }
+            if self
+                .senders
+                .as_ref()
+                .is_some_and(|senders| !senders.iter().any(|s| s == sender))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Keeps the JSON events (`type`, optional `sender`) this filter lets through.
+    pub fn retain_json(&self, events: &mut Vec<Value>) {
+        events.retain(|e| {
+            self.matches_type_and_sender(e["type"].as_str().unwrap_or(""), e["sender"].as_str())
+        });
     }
 }
 
