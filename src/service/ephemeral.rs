@@ -160,19 +160,33 @@ impl EphemeralService {
         Ok((!content.is_empty()).then(|| json!({ "type": "m.receipt", "content": content })))
     }
 
-    /// The newest position a user has read up to in a room (main timeline receipts).
-    pub fn read_up_to(&self, room: &RoomId, user: &UserId) -> Result<Option<ruma::OwnedEventId>> {
-        let mut newest: Option<ReceiptRecord> = None;
+    /// The receipts of a user in a room for one thread (`""` for unthreaded receipts):
+    /// the events they point at.
+    pub fn read_receipts(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        thread: &str,
+    ) -> Result<Vec<ruma::OwnedEventId>> {
+        let mut events = Vec::new();
         for receipt_type in ["m.read", "m.read.private"] {
-            let key = (room.to_string(), format!("{user}\u{0}{receipt_type}\u{0}"));
-            if let Some(record) = self.receipts.get(&key)?
-                && newest.as_ref().is_none_or(|n| record.position > n.position)
-            {
-                newest = Some(record);
+            let key = (
+                room.to_string(),
+                format!("{user}\u{0}{receipt_type}\u{0}{thread}"),
+            );
+            if let Some(record) = self.receipts.get(&key)? {
+                events.push(record.event_id);
             }
         }
-        Ok(newest.map(|r| r.event_id))
+        Ok(events)
     }
+}
+
+/// Unread counts of a room: (notifications, highlights) for the main timeline and per thread.
+#[derive(Debug, Default)]
+pub struct UnreadCounts {
+    pub main: (u64, u64),
+    pub threads: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 impl Services {
@@ -271,45 +285,71 @@ impl Services {
     }
 
     /// Unread counts of a room for a user: messages (and encrypted messages) from others after
-    /// their latest read receipt, and those of them that mention the user. This follows the
-    /// default push rules for messages and mentions; custom push rules come with push support.
+    /// what their receipts cover, and those of them that mention the user — per the default
+    /// push rules for messages and mentions (custom push rules come with push support).
+    /// Unthreaded receipts cover everything; `main` and thread receipts cover their own
+    /// timeline.
     pub fn unread_counts(
         &self,
         room: &RoomId,
         user: &UserId,
         since_join: u64,
-    ) -> Result<(u64, u64)> {
+    ) -> Result<UnreadCounts> {
+        let mut counts = UnreadCounts::default();
         let Some((short_room, _)) = self.rooms.room(room)? else {
-            return Ok((0, 0));
+            return Ok(counts);
         };
-        let read_position = match self.ephemeral.read_up_to(room, user)? {
-            Some(event) => self
-                .rooms
-                .location(&event)?
-                .map_or(since_join, |l| l.count.max(since_join)),
-            None => since_join,
+        let read_position = |thread: &str| -> Result<u64> {
+            let mut position = since_join;
+            for event in self.ephemeral.read_receipts(room, user, thread)? {
+                if let Some(location) = self.rooms.location(&event)? {
+                    position = position.max(location.count);
+                }
+            }
+            Ok(position)
         };
-        let (mut notifications, mut highlights) = (0, 0);
+        let base = read_position("")?;
+        let main_read = base.max(read_position("main")?);
+        let mut thread_read: HashMap<String, u64> = HashMap::new();
         let rows = self.rooms.timeline_range(
-            &crate::storage::KeyCodec::encode(&(short_room, read_position.saturating_add(1))),
+            &crate::storage::KeyCodec::encode(&(short_room, base.saturating_add(1))),
             &crate::storage::KeyCodec::encode(&(short_room, u64::MAX)),
         )?;
-        for (_, raw) in rows {
+        for ((_, count), raw) in rows {
             let pdu = crate::service::rooms::Pdu::from_raw(&raw)?;
             let kind = pdu.kind.to_string();
             if pdu.sender == user || (kind != "m.room.message" && kind != "m.room.encrypted") {
                 continue;
             }
-            notifications += 1;
+            let thread = crate::service::rooms::relations::relation_of(&pdu)
+                .filter(|(rel_type, _)| rel_type == "m.thread")
+                .map(|(_, root)| root.to_string());
+            let already_read = match &thread {
+                Some(root) => {
+                    if !thread_read.contains_key(root) {
+                        thread_read.insert(root.clone(), base.max(read_position(root)?));
+                    }
+                    count <= thread_read[root]
+                }
+                None => count <= main_read,
+            };
+            if already_read {
+                continue;
+            }
             let mentions = &pdu.content_value()["m.mentions"];
             let mentioned = mentions["room"] == true
                 || mentions["user_ids"]
                     .as_array()
                     .is_some_and(|ids| ids.iter().any(|id| id == user.as_str()));
+            let slot = match thread {
+                Some(root) => counts.threads.entry(root).or_default(),
+                None => &mut counts.main,
+            };
+            slot.0 += 1;
             if mentioned {
-                highlights += 1;
+                slot.1 += 1;
             }
         }
-        Ok((notifications, highlights))
+        Ok(counts)
     }
 }

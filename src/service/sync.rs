@@ -29,6 +29,8 @@ pub struct SyncFilter {
     pub rooms: Option<Vec<String>>,
     pub not_rooms: Vec<String>,
     pub include_leave: bool,
+    /// `room.timeline.unread_thread_notifications`: count threads separately.
+    pub unread_thread_notifications: bool,
     pub account_data: EventFilter,
     pub room_account_data: EventFilter,
     pub ephemeral: EventFilter,
@@ -62,6 +64,9 @@ impl SyncFilter {
             rooms: strings(&room["rooms"]),
             not_rooms: strings(&room["not_rooms"]).unwrap_or_default(),
             include_leave: room["include_leave"].as_bool().unwrap_or(false),
+            unread_thread_notifications: room["timeline"]["unread_thread_notifications"]
+                .as_bool()
+                .unwrap_or(false),
             account_data: EventFilter::from_json(&filter["account_data"]),
             room_account_data: EventFilter::from_json(&room["account_data"]),
             ephemeral: EventFilter::from_json(&room["ephemeral"]),
@@ -403,8 +408,27 @@ impl Services {
         {
             return Ok(None);
         }
-        let (notifications, highlights) =
-            self.unread_counts(room_id, &session.user_id, membership.count)?;
+        let unread = self.unread_counts(room_id, &session.user_id, membership.count)?;
+        // Per-thread counts only when the client asks; otherwise threads count in the total.
+        let (main, threads) = if filter.unread_thread_notifications {
+            let threads: Map<String, Value> = unread
+                .threads
+                .iter()
+                .map(|(root, (n, h))| {
+                    (
+                        root.clone(),
+                        json!({ "notification_count": n, "highlight_count": h }),
+                    )
+                })
+                .collect();
+            (unread.main, Some(threads))
+        } else {
+            let total = unread
+                .threads
+                .values()
+                .fold(unread.main, |acc, (n, h)| (acc.0 + n, acc.1 + h));
+            (total, None)
+        };
         let senders: HashSet<String> = events.iter().map(|(_, e)| e.sender.to_string()).collect();
         let timeline_ids: HashSet<String> =
             events.iter().map(|(_, e)| e.event_id.to_string()).collect();
@@ -455,14 +479,18 @@ impl Services {
                 Some(session),
             )?);
         }
-        Ok(Some(json!({
+        let mut entry = json!({
             "timeline": { "events": timeline, "limited": limited, "prev_batch": prev_batch.to_string() },
             "state": { "events": state },
             "summary": self.room_summary(room_id, &session.user_id)?,
             "account_data": { "events": account_data },
             "ephemeral": { "events": ephemeral },
-            "unread_notifications": { "notification_count": notifications, "highlight_count": highlights },
-        })))
+            "unread_notifications": { "notification_count": main.0, "highlight_count": main.1 },
+        });
+        if let Some(threads) = threads {
+            entry["unread_thread_notifications"] = Value::Object(threads);
+        }
+        Ok(Some(entry))
     }
 
     fn left_room(

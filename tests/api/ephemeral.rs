@@ -257,3 +257,73 @@ async fn to_device_messages_are_delivered_once_in_order() {
         .await;
     assert_eq!(for_second["to_device"]["events"][0]["content"]["all"], true);
 }
+
+#[tokio::test]
+async fn thread_unread_counts_and_threaded_receipts() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = shared_room(&server, &alice, &bob).await;
+    let send = |txn: &str, content: Value| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+        let (server, token) = (&server, alice.token.clone());
+        async move {
+            server.put(&path, Some(&token), content).await.1["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let root = send("root", json!({ "msgtype": "m.text", "body": "root" })).await;
+    let in_thread = |n: u32| json!({ "msgtype": "m.text", "body": format!("reply {n}"), "m.relates_to": { "rel_type": "m.thread", "event_id": root } });
+    let first_reply = send("r1", in_thread(1)).await;
+    send("r2", in_thread(2)).await;
+
+    let threaded = "filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22unread_thread_notifications%22%3Atrue%7D%7D%7D";
+    let (_, body) = server
+        .get(
+            &format!("/_matrix/client/v3/sync?{threaded}"),
+            Some(&bob.token),
+        )
+        .await;
+    let joined = &body["rooms"]["join"][&room];
+    assert_eq!(
+        joined["unread_notifications"]["notification_count"], 1,
+        "{joined}"
+    );
+    assert_eq!(
+        joined["unread_thread_notifications"][&root]["notification_count"],
+        2
+    );
+
+    let receipt = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{first_reply}");
+    let (status, _) = server
+        .post(&receipt, Some(&bob.token), json!({ "thread_id": root }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = server
+        .get(
+            &format!("/_matrix/client/v3/sync?{threaded}"),
+            Some(&bob.token),
+        )
+        .await;
+    let joined = &body["rooms"]["join"][&room];
+    assert_eq!(
+        joined["unread_notifications"]["notification_count"], 1,
+        "the main timeline is unaffected"
+    );
+    assert_eq!(
+        joined["unread_thread_notifications"][&root]["notification_count"],
+        1
+    );
+
+    let (_, body) = server
+        .get("/_matrix/client/v3/sync", Some(&bob.token))
+        .await;
+    let joined = &body["rooms"]["join"][&room];
+    assert_eq!(
+        joined["unread_notifications"]["notification_count"], 2,
+        "without the option threads count in the total"
+    );
+    assert!(joined.get("unread_thread_notifications").is_none());
+}
