@@ -82,6 +82,18 @@ impl AccountDataService {
             .map(|record| record.content))
     }
 
+    /// Users this user ignores (`m.ignored_user_list`): their events are hidden from them.
+    pub fn ignored_users(&self, user: &UserId) -> Result<Vec<String>> {
+        Ok(self
+            .get(user, None, "m.ignored_user_list")?
+            .and_then(|c| {
+                c.get("ignored_users")
+                    .and_then(Value::as_object)
+                    .map(|m| m.keys().cloned().collect())
+            })
+            .unwrap_or_default())
+    }
+
     /// Values changed after `since` (all when `None`): (room, type, content).
     pub fn changed_since(
         &self,

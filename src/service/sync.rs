@@ -172,13 +172,9 @@ impl Services {
         }
         let ignored: HashSet<String> = self
             .account_data
-            .get(&session.user_id, None, "m.ignored_user_list")?
-            .and_then(|c| {
-                c.get("ignored_users")
-                    .and_then(Value::as_object)
-                    .map(|m| m.keys().cloned().collect())
-            })
-            .unwrap_or_default();
+            .ignored_users(&session.user_id)?
+            .into_iter()
+            .collect();
         let mut join = Map::new();
         let mut invite = Map::new();
         let mut leave = Map::new();

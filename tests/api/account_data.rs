@@ -180,3 +180,60 @@ async fn ignored_users_disappear_from_sync() {
         .collect();
     assert_eq!(bodies, vec!["from alice"]);
 }
+
+#[tokio::test]
+async fn ignored_users_disappear_from_messages() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({ "preset": "public_chat" }),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    for (user, txn, text) in [(&bob, "b", "from bob"), (&alice, "a", "from alice")] {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+        server
+            .put(
+                &path,
+                Some(&user.token),
+                json!({ "msgtype": "m.text", "body": text }),
+            )
+            .await;
+    }
+    let ignore = format!(
+        "/_matrix/client/v3/user/{}/account_data/m.ignored_user_list",
+        alice.user_id
+    );
+    server
+        .put(
+            &ignore,
+            Some(&alice.token),
+            json!({ "ignored_users": { bob.user_id.clone(): {} } }),
+        )
+        .await;
+    let (_, page) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"),
+            Some(&alice.token),
+        )
+        .await;
+    let senders: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sender"].as_str().unwrap())
+        .collect();
+    assert!(!senders.contains(&bob.user_id.as_str()), "{senders:?}");
+    assert!(senders.contains(&alice.user_id.as_str()));
+}

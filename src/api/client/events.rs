@@ -184,6 +184,10 @@ pub async fn messages(
     let limit = u64::from(body.limit).clamp(1, MAX_MESSAGES_LIMIT as u64) as usize;
     let filter =
         EventFilter::from_json(&serde_json::to_value(&body.filter).map_err(Error::internal)?);
+    let mut filter = filter;
+    filter
+        .not_senders
+        .extend(services.account_data.ignored_users(&session.user_id)?);
     let room_id = body.room_id;
     let page = services
         .blocking(move |s| {
@@ -256,6 +260,10 @@ pub async fn context(
     let limit = (u64::from(body.limit) as usize).min(MAX_CONTEXT_LIMIT);
     let filter =
         EventFilter::from_json(&serde_json::to_value(&body.filter).map_err(Error::internal)?);
+    let mut filter = filter;
+    filter
+        .not_senders
+        .extend(services.account_data.ignored_users(&session.user_id)?);
     let context = services
         .blocking(move |s| {
             s.rooms
