@@ -69,6 +69,8 @@ pub struct StorageConfig {
     pub sync_writes: bool,
     /// Size of the shared block cache, in MiB.
     pub cache_size_mib: usize,
+    /// Memory for not-yet-flushed writes (all tables together), in MiB.
+    pub write_buffer_mib: usize,
 }
 
 /// argon2id cost parameters for password hashes.
@@ -149,7 +151,8 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             sync_writes: true,
-            cache_size_mib: 64,
+            cache_size_mib: 32,
+            write_buffer_mib: 16,
         }
     }
 }

@@ -85,6 +85,9 @@ impl Db {
         db_options.create_missing_column_families(true);
         db_options.set_max_background_jobs(2);
         db_options.set_keep_log_file_num(3);
+        // One memory budget for the memtables of all column families together; without it
+        // each of the ~30 tables may grow its own 64 MiB write buffer.
+        db_options.set_db_write_buffer_size(config.write_buffer_mib.max(1) * 1024 * 1024);
 
         let descriptors = Cf::ALL
             .iter()
