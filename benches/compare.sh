@@ -43,8 +43,8 @@ hearth_pid=$!
 
 # Synapse: generated config, SQLite, registration open without verification, rate limits off.
 mkdir -p "$work/synapse"
-"$venv/bin/python" -m synapse.app.homeserver --server-name localhost --config-path "$work/synapse/homeserver.yaml" \
-  --data-directory "$work/synapse" --generate-config --report-stats=no > /dev/null
+(cd "$work/synapse" && "$venv/bin/python" -m synapse.app.homeserver --server-name localhost \
+  --config-path "$work/synapse/homeserver.yaml" --data-directory "$work/synapse" --generate-config --report-stats=no > /dev/null)
 # The generated file may end without a newline (a trailing comment): start on a fresh line.
 printf '\n' >> "$work/synapse/homeserver.yaml"
 cat >> "$work/synapse/homeserver.yaml" <<EOT
@@ -57,6 +57,7 @@ rc_registration: {per_second: 100000, burst_count: 100000}
 rc_login: {address: {per_second: 100000, burst_count: 100000}, account: {per_second: 100000, burst_count: 100000}, failed_attempts: {per_second: 100000, burst_count: 100000}}
 rc_joins: {local: {per_second: 100000, burst_count: 100000}, remote: {per_second: 100000, burst_count: 100000}}
 rc_joins_per_room: {per_second: 100000, burst_count: 100000}
+rc_room_creation: {per_second: 100000, burst_count: 100000}
 rc_invites: {per_room: {per_second: 100000, burst_count: 100000}, per_user: {per_second: 100000, burst_count: 100000}}
 rc_presence: {per_user: {per_second: 100000, burst_count: 100000}}
 EOT
@@ -67,7 +68,8 @@ text = open(path).read()
 text = re.sub(r"(?ms)^listeners:.*?(?=^\S)", "listeners:\n  - port: 18108\n    tls: false\n    type: http\n    x_forwarded: false\n    bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [client]\n        compress: false\n", text)
 open(path, "w").write(text)
 PY
-"$venv/bin/python" -m synapse.app.homeserver --config-path "$work/synapse/homeserver.yaml" > "$work/synapse.log" 2>&1 &
+# Synapse writes its log file into the working directory: keep it in the scratch dir.
+(cd "$work/synapse" && exec "$venv/bin/python" -m synapse.app.homeserver --config-path "$work/synapse/homeserver.yaml" > "$work/synapse.log" 2>&1) &
 synapse_pid=$!
 
 wait_up() {
