@@ -88,7 +88,7 @@ async fn typing_starts_stops_and_expires() {
         .put(
             &typing,
             Some(&alice.token),
-            json!({ "typing": true, "timeout": 200 }),
+            json!({ "typing": true, "timeout": 1000 }),
         )
         .await;
     let body = sync(&server, &bob, &token).await;

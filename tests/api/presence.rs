@@ -17,7 +17,7 @@ fn presence_of(sync: &Value, user: &TestUser) -> Option<Value> {
 
 #[tokio::test]
 async fn presence_is_shared_with_room_mates_and_idles_to_offline() {
-    let server = TestServer::start_with(|config| config.presence.idle_timeout_secs = 1).await;
+    let server = TestServer::start_with(|config| config.presence.idle_timeout_secs = 2).await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let carol = server.register("carol", "pw").await;
@@ -88,7 +88,7 @@ async fn presence_is_shared_with_room_mates_and_idles_to_offline() {
     let token = body["next_batch"].as_str().unwrap().to_owned();
 
     // With no activity alice goes offline by herself, and bob's waiting sync hears it.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     let (_, body) = server
         .get(
             &format!("/_matrix/client/v3/sync?since={token}&set_presence=offline&timeout=10000"),
