@@ -450,6 +450,26 @@ mod tests {
     }
 
     #[test]
+    fn the_watermark_never_passes_a_write_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+        let first = db.next_stream_position().unwrap();
+        let second = db.next_stream_position().unwrap();
+        assert!(
+            db.stream_watermark() < first.position,
+            "nothing past an unfinished write"
+        );
+        drop(second);
+        assert!(
+            db.stream_watermark() < first.position,
+            "a later write landing first does not help"
+        );
+        let first_position = first.position;
+        drop(first);
+        assert!(db.stream_watermark() > first_position, "both landed");
+    }
+
+    #[test]
     fn range_walks_both_ways_with_exclusive_end() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
