@@ -293,32 +293,24 @@ impl Services {
         Ok((events, limited))
     }
 
-    /// State (short key → short event) just after position `position` in a room.
-    fn state_after(&self, short_room: u64, position: u64) -> Result<HashMap<u64, u64>> {
-        let Some(pdu) = self.rooms.last_event_at_or_before(short_room, position)? else {
-            return Ok(HashMap::new());
-        };
-        let location = self
-            .rooms
-            .location(&pdu.event_id)?
-            .ok_or_else(|| Error::internal("event index missing"))?;
-        let mut state = self.state_before(location.short_event)?;
-        if let Some(state_key) = &pdu.state_key
-            && let Some(short_key) = self
-                .rooms
-                .state
-                .short_state_key(&pdu.kind.to_string(), state_key)?
-        {
-            state.insert(short_key, location.short_event);
+    /// State at the start of a timeline: before its first event, or — with no events — just
+    /// after `position`.
+    fn state_at_timeline_start(
+        &self,
+        short_room: u64,
+        events: &[(u64, Pdu)],
+        position: u64,
+    ) -> Result<HashMap<u64, u64>> {
+        match events.first() {
+            Some((_, first)) => {
+                let location = self
+                    .rooms
+                    .location(&first.event_id)?
+                    .ok_or_else(|| Error::internal("event index missing"))?;
+                self.rooms.state_map_before(location.short_event)
+            }
+            None => self.rooms.state_map_after(short_room, position),
         }
-        Ok(state)
-    }
-
-    fn state_before(&self, short_event: u64) -> Result<HashMap<u64, u64>> {
-        Ok(match self.rooms.state_hash_before(short_event)? {
-            Some(hash) if hash != 0 => (*self.rooms.state.load(hash)?).clone(),
-            _ => HashMap::new(),
-        })
     }
 
     /// Client-format state events for the given entries, honouring the state filter and
@@ -428,21 +420,12 @@ impl Services {
         let senders: HashSet<String> = events.iter().map(|(_, e)| e.sender.to_string()).collect();
         let timeline_ids: HashSet<String> =
             events.iter().map(|(_, e)| e.event_id.to_string()).collect();
-        let start_state = match events.first() {
-            Some((_, first)) => {
-                let location = self
-                    .rooms
-                    .location(&first.event_id)?
-                    .ok_or_else(|| Error::internal("event index missing"))?;
-                self.state_before(location.short_event)?
-            }
-            None => self.state_after(short_room, next_batch)?,
-        };
+        let start_state = self.state_at_timeline_start(short_room, &events, next_batch)?;
         let state_entries: Vec<u64> = if since.is_none() || full_state || newly_joined {
             start_state.into_values().collect()
         } else if limited {
             // A gap: send what changed between `since` and the start of the timeline.
-            let before = self.state_after(short_room, from)?;
+            let before = self.rooms.state_map_after(short_room, from)?;
             start_state
                 .into_iter()
                 .filter(|(key, event)| before.get(key) != Some(event))
@@ -510,16 +493,7 @@ impl Services {
             filter.timeline_limit,
         )?;
         let senders: HashSet<String> = events.iter().map(|(_, e)| e.sender.to_string()).collect();
-        let start_state = match events.first() {
-            Some((_, first)) => {
-                let location = self
-                    .rooms
-                    .location(&first.event_id)?
-                    .ok_or_else(|| Error::internal("event index missing"))?;
-                self.state_before(location.short_event)?
-            }
-            None => self.state_after(short_room, membership.count)?,
-        };
+        let start_state = self.state_at_timeline_start(short_room, &events, membership.count)?;
         let state = self.state_events(session, start_state.into_values(), filter, &senders)?;
         let mut timeline = Vec::with_capacity(events.len());
         for (_, pdu) in &events {

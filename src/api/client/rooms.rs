@@ -2,7 +2,7 @@
 
 use axum::{Json, extract::State};
 use ruma::{
-    OwnedRoomId, RoomId,
+    OwnedRoomId,
     api::client::{
         membership::{
             ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
@@ -84,11 +84,7 @@ pub async fn join_by_id_or_alias(
     request: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
-    let target = request.body.room_id_or_alias.clone();
-    let room_id: OwnedRoomId = match <&RoomId>::try_from(&*target) {
-        Ok(room_id) => room_id.to_owned(),
-        Err(alias) => services.resolve_alias(alias)?,
-    };
+    let room_id = services.resolve_room_or_alias(&request.body.room_id_or_alias)?;
     let reason = request.body.reason;
     let joined = room_id.clone();
     services
@@ -246,11 +242,7 @@ pub async fn knock(
     request: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
-    let target = request.body.room_id_or_alias.clone();
-    let room_id: OwnedRoomId = match <&RoomId>::try_from(&*target) {
-        Ok(room_id) => room_id.to_owned(),
-        Err(alias) => services.resolve_alias(alias)?,
-    };
+    let room_id = services.resolve_room_or_alias(&request.body.room_id_or_alias)?;
     let reason = request.body.reason;
     let knocked = room_id.clone();
     services

@@ -179,6 +179,14 @@ impl Services {
             .room_id)
     }
 
+    /// A room id as given, or the room an alias points to (`/join/{roomIdOrAlias}`, knock).
+    pub fn resolve_room_or_alias(&self, target: &ruma::RoomOrAliasId) -> Result<OwnedRoomId> {
+        match <&RoomId>::try_from(target) {
+            Ok(room_id) => Ok(room_id.to_owned()),
+            Err(alias) => self.resolve_alias(alias),
+        }
+    }
+
     /// Publishes or unpublishes a room in the directory.
     pub fn rooms_directory_publish(&self, room_id: &RoomId, public: bool) -> Result<()> {
         self.aliases.set_public(room_id, public)

@@ -191,31 +191,7 @@ impl RoomService {
             }
             None => position,
         };
-        let last = self.pdus.range(
-            &(short_room, 0).encode(),
-            &(short_room, limit.saturating_add(1)).encode(),
-            true,
-            1,
-        )?;
-        let Some((_, object)) = last.into_iter().next() else {
-            return Ok(Vec::new());
-        };
-        let pdu = Pdu::from_raw(&object)?;
-        let location = self
-            .location(&pdu.event_id)?
-            .ok_or_else(|| Error::internal("event index missing"))?;
-        let mut entries: std::collections::HashMap<u64, u64> =
-            match self.state_hash_before(location.short_event)? {
-                Some(hash) if hash != 0 => (*self.state.load(hash)?).clone(),
-                _ => Default::default(),
-            };
-        if let Some(state_key) = &pdu.state_key
-            && let Some(short_key) = self
-                .state
-                .short_state_key(&pdu.kind.to_string(), state_key)?
-        {
-            entries.insert(short_key, location.short_event);
-        }
+        let entries = self.state_map_after(short_room, limit)?;
         let mut events = Vec::with_capacity(entries.len());
         for short_event in entries.into_values() {
             if let Some(event) = self.pdu_by_short(short_event)? {
@@ -272,6 +248,40 @@ impl RoomService {
     /// Raw timeline rows between two encoded keys, newest first (at most a scan's worth).
     pub fn timeline_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<TimelineRow>> {
         Ok(self.pdus.range(start, end, true, MAX_SCAN)?)
+    }
+
+    /// State (short key → short event) before an event.
+    pub fn state_map_before(
+        &self,
+        short_event: u64,
+    ) -> Result<std::collections::HashMap<u64, u64>> {
+        Ok(match self.state_hash_before(short_event)? {
+            Some(hash) if hash != 0 => (*self.state.load(hash)?).clone(),
+            _ => Default::default(),
+        })
+    }
+
+    /// State (short key → short event) just after timeline position `position`.
+    pub fn state_map_after(
+        &self,
+        short_room: u64,
+        position: u64,
+    ) -> Result<std::collections::HashMap<u64, u64>> {
+        let Some(pdu) = self.last_event_at_or_before(short_room, position)? else {
+            return Ok(Default::default());
+        };
+        let location = self
+            .location(&pdu.event_id)?
+            .ok_or_else(|| Error::internal("event index missing"))?;
+        let mut state = self.state_map_before(location.short_event)?;
+        if let Some(state_key) = &pdu.state_key
+            && let Some(short_key) = self
+                .state
+                .short_state_key(&pdu.kind.to_string(), state_key)?
+        {
+            state.insert(short_key, location.short_event);
+        }
+        Ok(state)
     }
 
     /// The newest event at or before timeline position `position`.
