@@ -211,3 +211,46 @@ pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, errcode:
         response.1
     );
 }
+
+/// Creates a room as `user`; returns its id.
+pub async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
+    let (status, response) = server
+        .post("/_matrix/client/v3/createRoom", Some(&user.token), body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    response["room_id"].as_str().unwrap().to_owned()
+}
+
+/// Sends an `m.text` message; returns the event id.
+pub async fn send_text(
+    server: &TestServer,
+    user: &TestUser,
+    room: &str,
+    txn: &str,
+    text: &str,
+) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+    let (status, body) = server
+        .put(
+            &path,
+            Some(&user.token),
+            json!({ "msgtype": "m.text", "body": text }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["event_id"].as_str().unwrap().to_owned()
+}
+
+/// A public room of `owner` that `guest` has joined; returns its id.
+pub async fn public_room(server: &TestServer, owner: &TestUser, guest: &TestUser) -> String {
+    let room = create_room(server, owner, json!({ "preset": "public_chat" })).await;
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&guest.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    room
+}

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, TestUser};
+use crate::common::{TestServer, TestUser, public_room};
 
 async fn sync(server: &TestServer, user: &TestUser, since: &str) -> Value {
     let query = if since.is_empty() {
@@ -29,31 +29,12 @@ fn ephemeral(body: &Value, room: &str, kind: &str) -> Option<Value> {
         .cloned()
 }
 
-async fn shared_room(server: &TestServer, alice: &TestUser, bob: &TestUser) -> String {
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({ "preset": "public_chat" }),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
-    server
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await;
-    room
-}
-
 #[tokio::test]
 async fn typing_starts_stops_and_expires() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
-    let room = shared_room(&server, &alice, &bob).await;
+    let room = public_room(&server, &alice, &bob).await;
     let token = sync(&server, &bob, "").await["next_batch"]
         .as_str()
         .unwrap()
@@ -124,7 +105,7 @@ async fn receipts_move_unread_counts_and_private_ones_stay_private() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
-    let room = shared_room(&server, &alice, &bob).await;
+    let room = public_room(&server, &alice, &bob).await;
     let mut last = String::new();
     for i in 0..3 {
         let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/u{i}");
@@ -263,7 +244,7 @@ async fn thread_unread_counts_and_threaded_receipts() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
-    let room = shared_room(&server, &alice, &bob).await;
+    let room = public_room(&server, &alice, &bob).await;
     let send = |txn: &str, content: Value| {
         let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
         let (server, token) = (&server, alice.token.clone());

@@ -3,15 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, TestUser, assert_error};
-
-async fn create(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server
-        .post("/_matrix/client/v3/createRoom", Some(&user.token), body)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().unwrap().to_owned()
-}
+use crate::common::{TestServer, TestUser, assert_error, create_room};
 
 async fn membership(server: &TestServer, viewer: &TestUser, room: &str, user: &TestUser) -> Value {
     let path = format!(
@@ -26,7 +18,7 @@ async fn knock_then_invite_then_join() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
-    let room = create(
+    let room = create_room(
         &server,
         &alice,
         json!({ "room_version": "10", "initial_state": [
@@ -82,7 +74,7 @@ async fn knock_then_invite_then_join() {
     assert_eq!(membership(&server, &alice, &room, &bob).await, "join");
 
     // Rooms that do not allow knocking refuse it.
-    let closed = create(&server, &alice, json!({})).await;
+    let closed = create_room(&server, &alice, json!({})).await;
     let response = server
         .post(
             &format!("/_matrix/client/v3/knock/{closed}"),
@@ -99,7 +91,7 @@ async fn restricted_rooms_admit_members_of_allowed_rooms() {
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let carol = server.register("carol", "pw").await;
-    let space = create(&server, &alice, json!({ "preset": "public_chat" })).await;
+    let space = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
     server
         .post(
             &format!("/_matrix/client/v3/join/{space}"),
@@ -107,7 +99,7 @@ async fn restricted_rooms_admit_members_of_allowed_rooms() {
             json!({}),
         )
         .await;
-    let room = create(
+    let room = create_room(
         &server,
         &alice,
         json!({ "room_version": "10", "initial_state": [
@@ -150,7 +142,7 @@ async fn upgrade_moves_state_aliases_and_tombstones_the_old_room() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
-    let old = create(&server, &alice, json!({ "preset": "public_chat", "name": "Old name", "room_alias_name": "main", "room_version": "10" })).await;
+    let old = create_room(&server, &alice, json!({ "preset": "public_chat", "name": "Old name", "room_alias_name": "main", "room_version": "10" })).await;
     server
         .post(
             &format!("/_matrix/client/v3/join/{old}"),

@@ -3,34 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, TestUser, assert_error};
-
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server
-        .post("/_matrix/client/v3/createRoom", Some(&user.token), body)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().unwrap().to_owned()
-}
-
-async fn send_text(
-    server: &TestServer,
-    user: &TestUser,
-    room: &str,
-    txn: &str,
-    text: &str,
-) -> String {
-    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
-    let (status, body) = server
-        .put(
-            &path,
-            Some(&user.token),
-            json!({ "msgtype": "m.text", "body": text }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["event_id"].as_str().unwrap().to_owned()
-}
+use crate::common::{TestServer, TestUser, assert_error, create_room, send_text};
 
 async fn messages(
     server: &TestServer,

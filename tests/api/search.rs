@@ -3,20 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, TestUser};
-
-async fn send(server: &TestServer, user: &TestUser, room: &str, txn: &str, text: &str) -> String {
-    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
-    let (status, body) = server
-        .put(
-            &path,
-            Some(&user.token),
-            json!({ "msgtype": "m.text", "body": text }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["event_id"].as_str().unwrap().to_owned()
-}
+use crate::common::{TestServer, TestUser, send_text};
 
 async fn search(
     server: &TestServer,
@@ -61,10 +48,10 @@ async fn full_text_search_respects_membership_redaction_and_paging() {
         )
         .await;
     let room = room["room_id"].as_str().unwrap().to_owned();
-    let first = send(&server, &alice, &room, "1", "Warm bread in the oven").await;
-    let second = send(&server, &alice, &room, "2", "the BREAD is warm now").await;
-    let _other = send(&server, &alice, &room, "3", "cold soup").await;
-    let secret = send(&server, &alice, &room, "4", "secret bread recipe").await;
+    let first = send_text(&server, &alice, &room, "1", "Warm bread in the oven").await;
+    let second = send_text(&server, &alice, &room, "2", "the BREAD is warm now").await;
+    let _other = send_text(&server, &alice, &room, "3", "cold soup").await;
+    let secret = send_text(&server, &alice, &room, "4", "secret bread recipe").await;
 
     let found = search(
         &server,

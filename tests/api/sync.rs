@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, TestUser};
+use crate::common::{TestServer, TestUser, public_room, send_text};
 
 async fn sync(server: &TestServer, user: &TestUser, query: &str) -> Value {
     let (status, body) = server
@@ -17,19 +17,6 @@ async fn sync(server: &TestServer, user: &TestUser, query: &str) -> Value {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
-}
-
-async fn send(server: &TestServer, user: &TestUser, room: &str, txn: &str, text: &str) -> String {
-    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
-    let (status, body) = server
-        .put(
-            &path,
-            Some(&user.token),
-            json!({ "msgtype": "m.text", "body": text }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["event_id"].as_str().unwrap().to_owned()
 }
 
 fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
@@ -45,26 +32,6 @@ fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn public_room(server: &TestServer, owner: &TestUser, guest: &TestUser) -> String {
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&owner.token),
-            json!({ "preset": "public_chat" }),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
-    let (status, _) = server
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(&guest.token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    room
-}
-
 #[tokio::test]
 async fn initial_then_incremental_without_gaps_or_repeats() {
     let server = TestServer::start().await;
@@ -77,7 +44,7 @@ async fn initial_then_incremental_without_gaps_or_repeats() {
         )
         .await;
     let room = room["room_id"].as_str().unwrap().to_owned();
-    send(&server, &alice, &room, "1", "one").await;
+    send_text(&server, &alice, &room, "1", "one").await;
 
     let initial = sync(&server, &alice, "").await;
     let joined = &initial["rooms"]["join"][&room];
@@ -96,8 +63,8 @@ async fn initial_then_incremental_without_gaps_or_repeats() {
     assert_eq!(joined["summary"]["m.joined_member_count"], 1);
     let token = initial["next_batch"].as_str().unwrap().to_owned();
 
-    send(&server, &alice, &room, "2", "two").await;
-    send(&server, &alice, &room, "3", "three").await;
+    send_text(&server, &alice, &room, "2", "two").await;
+    send_text(&server, &alice, &room, "3", "three").await;
     let next = sync(&server, &alice, &format!("since={token}")).await;
     assert_eq!(timeline_bodies(&next, &room), vec!["two", "three"]);
     assert_eq!(
@@ -149,7 +116,7 @@ async fn a_pending_long_poll_returns_as_soon_as_a_message_arrives() {
         !waiting.is_finished(),
         "the long-poll waits while nothing happens"
     );
-    send(&server, &alice, &room, "wake", "wake up").await;
+    send_text(&server, &alice, &room, "wake", "wake up").await;
     let (elapsed, body) = waiting.await.unwrap();
     assert!(
         elapsed < Duration::from_secs(15),
@@ -228,7 +195,7 @@ async fn invites_and_leaves_have_their_own_sections() {
     );
     let token = body["next_batch"].as_str().unwrap().to_owned();
 
-    send(&server, &alice, &room, "before-leave", "see you").await;
+    send_text(&server, &alice, &room, "before-leave", "see you").await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/leave"),
@@ -236,7 +203,7 @@ async fn invites_and_leaves_have_their_own_sections() {
             json!({}),
         )
         .await;
-    send(&server, &alice, &room, "after-leave", "not for bob").await;
+    send_text(&server, &alice, &room, "after-leave", "not for bob").await;
     let body = sync(&server, &bob, &format!("since={token}")).await;
     let left = &body["rooms"]["leave"][&room]["timeline"]["events"];
     let texts: Vec<&str> = left
@@ -270,7 +237,7 @@ async fn gappy_sync_is_limited_and_messages_continue_from_prev_batch() {
         .unwrap()
         .to_owned();
     for i in 0..5 {
-        send(&server, &alice, &room, &format!("g{i}"), &format!("m{i}")).await;
+        send_text(&server, &alice, &room, &format!("g{i}"), &format!("m{i}")).await;
     }
     let (status, created) = server
         .post(
@@ -349,9 +316,9 @@ async fn tokens_survive_a_restart() {
         .as_str()
         .unwrap()
         .to_owned();
-    send(&server, &alice, &room, "r1", "before restart").await;
+    send_text(&server, &alice, &room, "r1", "before restart").await;
     server.restart().await;
-    send(&server, &alice, &room, "r2", "after restart").await;
+    send_text(&server, &alice, &room, "r2", "after restart").await;
     let body = sync(&server, &alice, &format!("since={token}")).await;
     assert_eq!(
         timeline_bodies(&body, &room),
@@ -375,7 +342,7 @@ async fn lazy_loading_sends_only_the_members_the_timeline_needs() {
         )
         .await;
     for i in 0..3 {
-        send(&server, &bob, &room, &format!("l{i}"), "from bob").await;
+        send_text(&server, &bob, &room, &format!("l{i}"), "from bob").await;
     }
     let filter =
         urlencode(r#"{"room":{"timeline":{"limit":2},"state":{"lazy_load_members":true}}}"#);
