@@ -71,15 +71,20 @@ impl<T> Ruma<T> {
 /// The access token from `Authorization: Bearer …` or the deprecated `access_token` query
 /// parameter.
 fn access_token(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
+    if parts.headers.contains_key(http::header::AUTHORIZATION) {
+        return bearer_token(&parts.headers);
     }
     let query = parts.uri.query()?;
     url_query_value(query, "access_token")
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 fn url_query_value(query: &str, name: &str) -> Option<String> {

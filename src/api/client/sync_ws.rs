@@ -26,7 +26,7 @@ use http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::{
-    api::AppState,
+    api::{AppState, extract::bearer_token},
     error::Error,
     service::{
         sessions::Session,
@@ -38,14 +38,6 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 /// How long a client has to send its token frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-}
-
 pub async fn sync_ws(
     State(services): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -53,7 +45,7 @@ pub async fn sync_ws(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Error> {
     let since = parse_since(params.get("since").map(String::as_str))?;
-    let session = match bearer(&headers) {
+    let session = match bearer_token(&headers) {
         Some(token) => Some(services.sessions.authenticate(&token, None)?),
         None => None,
     };
