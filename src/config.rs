@@ -71,6 +71,8 @@ pub struct StorageConfig {
     pub cache_size_mib: usize,
     /// Memory for not-yet-flushed writes (all tables together), in MiB.
     pub write_buffer_mib: usize,
+    /// Most events kept parsed and pre-rendered in memory (about 1–2 KiB each).
+    pub event_cache_entries: usize,
 }
 
 /// argon2id cost parameters for password hashes.
@@ -153,6 +155,7 @@ impl Default for StorageConfig {
             sync_writes: true,
             cache_size_mib: 32,
             write_buffer_mib: 16,
+            event_cache_entries: 8192,
         }
     }
 }

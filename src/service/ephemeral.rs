@@ -44,6 +44,11 @@ pub struct EphemeralService {
     db: Db,
     typing: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
     receipts: Table<(String, String), ReceiptRecord>,
+    /// Unread counts per (user, room); a receipt invalidates its user's entry.
+    pub(crate) unread: crate::service::cache::Cache<
+        (OwnedUserId, OwnedRoomId),
+        std::sync::Arc<crate::service::unread::UnreadState>,
+    >,
 }
 
 impl EphemeralService {
@@ -52,6 +57,7 @@ impl EphemeralService {
             receipts: db.table(Cf::Receipts),
             db,
             typing: Mutex::new(HashMap::new()),
+            unread: crate::service::cache::Cache::new(crate::service::unread::CACHED_ROOMS),
         }
     }
 
@@ -129,6 +135,8 @@ impl EphemeralService {
         let mut batch = self.db.batch();
         self.receipts.put(&mut batch, &key, record);
         self.db.write(batch)?;
+        self.unread
+            .invalidate(&(record.user_id.clone(), room.to_owned()));
         Ok(())
     }
 
@@ -180,13 +188,6 @@ impl EphemeralService {
         }
         Ok(events)
     }
-}
-
-/// Unread counts of a room: (notifications, highlights) for the main timeline and per thread.
-#[derive(Debug, Default)]
-pub struct UnreadCounts {
-    pub main: (u64, u64),
-    pub threads: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 impl Services {
@@ -282,74 +283,5 @@ impl Services {
             self.wake_members(room)?;
         }
         Ok(())
-    }
-
-    /// Unread counts of a room for a user: messages (and encrypted messages) from others after
-    /// what their receipts cover, and those of them that mention the user — per the default
-    /// push rules for messages and mentions (custom push rules come with push support).
-    /// Unthreaded receipts cover everything; `main` and thread receipts cover their own
-    /// timeline.
-    pub fn unread_counts(
-        &self,
-        room: &RoomId,
-        user: &UserId,
-        since_join: u64,
-    ) -> Result<UnreadCounts> {
-        let mut counts = UnreadCounts::default();
-        let Some((short_room, _)) = self.rooms.room(room)? else {
-            return Ok(counts);
-        };
-        let read_position = |thread: &str| -> Result<u64> {
-            let mut position = since_join;
-            for event in self.ephemeral.read_receipts(room, user, thread)? {
-                if let Some(location) = self.rooms.location(&event)? {
-                    position = position.max(location.count);
-                }
-            }
-            Ok(position)
-        };
-        let base = read_position("")?;
-        let main_read = base.max(read_position("main")?);
-        let mut thread_read: HashMap<String, u64> = HashMap::new();
-        let rows = self.rooms.timeline_range(
-            &crate::storage::KeyCodec::encode(&(short_room, base.saturating_add(1))),
-            &crate::storage::KeyCodec::encode(&(short_room, u64::MAX)),
-        )?;
-        for ((_, count), raw) in rows {
-            let pdu = crate::service::rooms::Pdu::from_raw(&raw)?;
-            let kind = pdu.kind.to_string();
-            if pdu.sender == user || (kind != "m.room.message" && kind != "m.room.encrypted") {
-                continue;
-            }
-            let thread = crate::service::rooms::relations::relation_of(&pdu)
-                .filter(|(rel_type, _)| rel_type == "m.thread")
-                .map(|(_, root)| root.to_string());
-            let already_read = match &thread {
-                Some(root) => {
-                    if !thread_read.contains_key(root) {
-                        thread_read.insert(root.clone(), base.max(read_position(root)?));
-                    }
-                    count <= thread_read[root]
-                }
-                None => count <= main_read,
-            };
-            if already_read {
-                continue;
-            }
-            let mentions = &pdu.content_value()["m.mentions"];
-            let mentioned = mentions["room"] == true
-                || mentions["user_ids"]
-                    .as_array()
-                    .is_some_and(|ids| ids.iter().any(|id| id == user.as_str()));
-            let slot = match thread {
-                Some(root) => counts.threads.entry(root).or_default(),
-                None => &mut counts.main,
-            };
-            slot.0 += 1;
-            if mentioned {
-                slot.1 += 1;
-            }
-        }
-        Ok(counts)
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod cache;
 pub mod ephemeral;
 pub mod keys;
 pub mod notifier;
@@ -16,6 +17,7 @@ pub mod shared_secret;
 pub mod sync;
 pub mod to_device;
 pub mod uiaa;
+pub mod unread;
 pub mod user_directory;
 pub mod users;
 
@@ -55,7 +57,12 @@ impl Services {
         let keys = Arc::new(keys::ServerKeys::load_or_create(&db, config.server_name())?);
         let notifier = Arc::new(notifier::Notifier::default());
         Ok(Self {
-            rooms: rooms::RoomService::new(db.clone(), keys.clone(), notifier.clone()),
+            rooms: rooms::RoomService::new(
+                db.clone(),
+                keys.clone(),
+                notifier.clone(),
+                config.storage.event_cache_entries,
+            ),
             aliases: rooms::aliases::AliasService::new(db.clone()),
             reports: reports::ReportService::new(db.clone()),
             filters: sync::FilterStore::new(db.clone()),

@@ -4,16 +4,17 @@
 //! A sync token is a stream position (see `Db::stream_watermark`): everything at or below it
 //! has been written, so two consecutive syncs neither miss nor repeat an event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::{RoomId, UserId, events::StateEventType};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value, json, value::RawValue};
 
 use crate::{
     error::{Error, Result},
     service::{
         Services,
-        rooms::{Membership, Pdu, read::EventFilter},
+        rooms::{EventLocation, Membership, Pdu, RoomRecord, read::EventFilter},
         sessions::Session,
     },
     storage::{Cf, KeyCodec, Table},
@@ -90,8 +91,60 @@ impl Default for SyncFilter {
 
 /// A built sync response and whether it carries anything.
 pub struct SyncResponse {
-    pub body: Value,
+    /// The response document, serialized (it can be megabytes: it is never built as a tree).
+    pub body: String,
+    pub next_batch: u64,
     pub has_updates: bool,
+}
+
+/// Events in a sync section: `{"events": [...]}`.
+#[derive(Serialize)]
+struct Events<T> {
+    events: Vec<T>,
+}
+
+#[derive(Serialize)]
+struct Timeline {
+    events: Vec<Box<RawValue>>,
+    limited: bool,
+    prev_batch: String,
+}
+
+/// One room under `rooms.join`.
+#[derive(Serialize)]
+struct JoinedRoom {
+    timeline: Timeline,
+    state: Events<Box<RawValue>>,
+    summary: Value,
+    account_data: Events<Value>,
+    ephemeral: Events<Value>,
+    unread_notifications: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unread_thread_notifications: Option<Map<String, Value>>,
+}
+
+/// One room under `rooms.leave`.
+#[derive(Serialize)]
+struct LeftRoom {
+    timeline: Timeline,
+    state: Events<Box<RawValue>>,
+}
+
+#[derive(Serialize)]
+struct Rooms {
+    join: BTreeMap<String, JoinedRoom>,
+    invite: Map<String, Value>,
+    leave: BTreeMap<String, LeftRoom>,
+    knock: Map<String, Value>,
+}
+
+#[derive(Serialize)]
+struct SyncBody {
+    next_batch: String,
+    rooms: Rooms,
+    account_data: Events<Value>,
+    to_device: Events<Value>,
+    presence: Events<Value>,
 }
 
 /// Owns the `filters` table.
@@ -175,9 +228,9 @@ impl Services {
             .ignored_users(&session.user_id)?
             .into_iter()
             .collect();
-        let mut join = Map::new();
+        let mut join = BTreeMap::new();
         let mut invite = Map::new();
-        let mut leave = Map::new();
+        let mut leave = BTreeMap::new();
         let mut knock = Map::new();
         for (room_id, membership) in self.rooms.rooms_of(&session.user_id)? {
             if !filter.wants_room(&room_id) || membership.count > next_batch {
@@ -212,8 +265,11 @@ impl Services {
                         && !membership.forgotten
                         && (since.is_some() || filter.include_leave) =>
                 {
-                    let entry = self.left_room(session, &room_id, since, &membership, filter)?;
-                    leave.insert(room_id.to_string(), entry);
+                    if let Some(entry) =
+                        self.left_room(session, &room_id, since, &membership, filter)?
+                    {
+                        leave.insert(room_id.to_string(), entry);
+                    }
                 }
                 _ => {}
             }
@@ -225,14 +281,25 @@ impl Services {
             && global_data.is_empty()
             && to_device.is_empty()
             && presence.is_empty());
-        let body = json!({
-            "next_batch": next_batch.to_string(),
-            "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
-            "account_data": { "events": global_data },
-            "to_device": { "events": to_device },
-            "presence": { "events": presence },
-        });
-        Ok(SyncResponse { body, has_updates })
+        let body = SyncBody {
+            next_batch: next_batch.to_string(),
+            rooms: Rooms {
+                join,
+                invite,
+                leave,
+                knock,
+            },
+            account_data: Events {
+                events: global_data,
+            },
+            to_device: Events { events: to_device },
+            presence: Events { events: presence },
+        };
+        Ok(SyncResponse {
+            body: serde_json::to_string(&body).map_err(Error::internal)?,
+            next_batch,
+            has_updates,
+        })
     }
 
     /// The stripped state of an invite or knock, ending with the membership event itself.
@@ -262,32 +329,34 @@ impl Services {
         until: u64,
         filter: &EventFilter,
         limit: usize,
-    ) -> Result<(Vec<(u64, Pdu)>, bool)> {
+    ) -> Result<(Vec<(EventLocation, Pdu)>, bool)> {
         let start = (short_room, since.saturating_add(1)).encode();
         let end = (short_room, until.saturating_add(1)).encode();
         let mut events = Vec::new();
         let mut limited = false;
         let mut visibility = HashMap::new();
-        for ((_, count), raw) in self.rooms.timeline_range(&start, &end)? {
+        for row in self.rooms.timeline_range(&start, &end) {
+            let (_, raw) = row?;
             let pdu = Pdu::from_raw(&raw)?;
+            if !filter.matches(&pdu) {
+                continue;
+            }
             let Some(location) = self.rooms.location(&pdu.event_id)? else {
                 continue;
             };
-            if !filter.matches(&pdu)
-                || !self.rooms.user_can_see_cached(
-                    &session.user_id,
-                    &pdu,
-                    &location,
-                    &mut visibility,
-                )?
-            {
+            if !self.rooms.user_can_see_cached(
+                &session.user_id,
+                &pdu,
+                &location,
+                &mut visibility,
+            )? {
                 continue;
             }
             if events.len() >= limit {
                 limited = true;
                 break;
             }
-            events.push((count, pdu));
+            events.push((location, pdu));
         }
         events.reverse();
         Ok((events, limited))
@@ -298,41 +367,39 @@ impl Services {
     fn state_at_timeline_start(
         &self,
         short_room: u64,
-        events: &[(u64, Pdu)],
+        events: &[(EventLocation, Pdu)],
         position: u64,
     ) -> Result<HashMap<u64, u64>> {
         match events.first() {
-            Some((_, first)) => {
-                let location = self
-                    .rooms
-                    .location(&first.event_id)?
-                    .ok_or_else(|| Error::internal("event index missing"))?;
-                self.rooms.state_map_before(location.short_event)
-            }
+            Some((location, _)) => self.rooms.state_map_before(location.short_event),
             None => self.rooms.state_map_after(short_room, position),
         }
     }
 
     /// Client-format state events for the given entries, honouring the state filter and
-    /// lazy-loading (members only for `senders`, plus the user).
+    /// lazy-loading (members only for `senders`, plus the user), leaving out `skip` (events
+    /// the timeline already carries).
     fn state_events(
         &self,
         session: &Session,
         entries: impl IntoIterator<Item = u64>,
         filter: &SyncFilter,
         senders: &HashSet<String>,
-    ) -> Result<Vec<Value>> {
+        skip: &HashSet<String>,
+    ) -> Result<Vec<Box<RawValue>>> {
         let lazy = filter.state.lazy_load_members || filter.timeline.lazy_load_members;
+        let now = now_millis();
         let mut events = Vec::new();
         for short_event in entries {
-            let Some(pdu) = self.rooms.pdu_by_short(short_event)? else {
+            let Some(cached) = self.rooms.cached_event(short_event)? else {
                 continue;
             };
-            if !filter.state.matches(&pdu) {
+            let pdu = &cached.pdu;
+            if !filter.state.matches(pdu) || skip.contains(pdu.event_id.as_str()) {
                 continue;
             }
             if lazy
-                && pdu.kind.to_string() == "m.room.member"
+                && pdu.kind == ruma::events::TimelineEventType::RoomMember
                 && pdu
                     .state_key
                     .as_deref()
@@ -340,9 +407,30 @@ impl Services {
             {
                 continue;
             }
-            events.push(pdu.to_client_format(now_millis()));
+            events.push(cached.client_json(now));
         }
         Ok(events)
+    }
+
+    /// Client-format timeline events (with the viewer's transaction ids and, for joined
+    /// rooms, aggregations).
+    fn timeline_events(
+        &self,
+        session: &Session,
+        events: &[(EventLocation, Pdu)],
+        aggregations: bool,
+    ) -> Result<Vec<Box<RawValue>>> {
+        let mut timeline = Vec::with_capacity(events.len());
+        for (location, pdu) in events {
+            let event = if aggregations {
+                self.rooms
+                    .client_event_with_aggregations(pdu, location, Some(session))?
+            } else {
+                self.rooms.client_event(pdu, location, Some(session))
+            };
+            timeline.push(serde_json::value::to_raw_value(&event).map_err(Error::internal)?);
+        }
+        Ok(timeline)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -357,8 +445,8 @@ impl Services {
         filter: &SyncFilter,
         account_data: Vec<Value>,
         ignored: &HashSet<String>,
-    ) -> Result<Option<Value>> {
-        let Some((short_room, _)) = self.rooms.room(room_id)? else {
+    ) -> Result<Option<JoinedRoom>> {
+        let Some((short_room, record)) = self.rooms.room(room_id)? else {
             return Ok(None);
         };
         let from = since.unwrap_or(0);
@@ -371,7 +459,7 @@ impl Services {
             filter.timeline_limit,
         )?;
         // Events of ignored users are hidden (spec: m.ignored_user_list).
-        let events: Vec<(u64, Pdu)> = events
+        let events: Vec<(EventLocation, Pdu)> = events
             .into_iter()
             .filter(|(_, e)| !ignored.contains(e.sender.as_str()))
             .collect();
@@ -396,9 +484,15 @@ impl Services {
         {
             return Ok(None);
         }
-        let unread = self.unread_counts(room_id, &session.user_id, membership.count)?;
+        let unread = self.unread_counts(
+            room_id,
+            short_room,
+            &session.user_id,
+            membership.count,
+            next_batch,
+        )?;
         // Per-thread counts only when the client asks; otherwise threads count in the total.
-        let (main, threads) = if filter.unread_thread_notifications {
+        let (main, unread_thread_notifications) = if filter.unread_thread_notifications {
             let threads: Map<String, Value> = unread
                 .threads
                 .iter()
@@ -434,42 +528,25 @@ impl Services {
         } else {
             Vec::new()
         };
-        let state: Vec<Value> = self
-            .state_events(session, state_entries, filter, &senders)?
-            .into_iter()
-            .filter(|e| {
-                e["event_id"]
-                    .as_str()
-                    .is_none_or(|id| !timeline_ids.contains(id))
-            })
-            .collect();
+        let state = self.state_events(session, state_entries, filter, &senders, &timeline_ids)?;
         let prev_batch = events
             .first()
-            .map_or(from, |(count, _)| count.saturating_sub(1));
-        let mut timeline = Vec::with_capacity(events.len());
-        for (_, pdu) in &events {
-            let location = self
-                .rooms
-                .location(&pdu.event_id)?
-                .ok_or_else(|| Error::internal("event index missing"))?;
-            timeline.push(self.rooms.client_event_with_aggregations(
-                pdu,
-                &location,
-                Some(session),
-            )?);
-        }
-        let mut entry = json!({
-            "timeline": { "events": timeline, "limited": limited, "prev_batch": prev_batch.to_string() },
-            "state": { "events": state },
-            "summary": self.room_summary(room_id, &session.user_id)?,
-            "account_data": { "events": account_data },
-            "ephemeral": { "events": ephemeral },
-            "unread_notifications": { "notification_count": main.0, "highlight_count": main.1 },
-        });
-        if let Some(threads) = threads {
-            entry["unread_thread_notifications"] = Value::Object(threads);
-        }
-        Ok(Some(entry))
+            .map_or(from, |(location, _)| location.count.saturating_sub(1));
+        Ok(Some(JoinedRoom {
+            timeline: Timeline {
+                events: self.timeline_events(session, &events, true)?,
+                limited,
+                prev_batch: prev_batch.to_string(),
+            },
+            state: Events { events: state },
+            summary: self.room_summary(room_id, &record, &session.user_id)?,
+            account_data: Events {
+                events: account_data,
+            },
+            ephemeral: Events { events: ephemeral },
+            unread_notifications: json!({ "notification_count": main.0, "highlight_count": main.1 }),
+            unread_thread_notifications,
+        }))
     }
 
     fn left_room(
@@ -479,9 +556,9 @@ impl Services {
         since: Option<u64>,
         membership: &Membership,
         filter: &SyncFilter,
-    ) -> Result<Value> {
+    ) -> Result<Option<LeftRoom>> {
         let Some((short_room, _)) = self.rooms.room(room_id)? else {
-            return Ok(json!({}));
+            return Ok(None);
         };
         let from = since.unwrap_or(0);
         let (events, limited) = self.timeline(
@@ -494,30 +571,28 @@ impl Services {
         )?;
         let senders: HashSet<String> = events.iter().map(|(_, e)| e.sender.to_string()).collect();
         let start_state = self.state_at_timeline_start(short_room, &events, membership.count)?;
-        let state = self.state_events(session, start_state.into_values(), filter, &senders)?;
-        let mut timeline = Vec::with_capacity(events.len());
-        for (_, pdu) in &events {
-            let location = self
-                .rooms
-                .location(&pdu.event_id)?
-                .ok_or_else(|| Error::internal("event index missing"))?;
-            timeline.push(self.rooms.client_event(pdu, &location, Some(session)));
-        }
+        let state = self.state_events(
+            session,
+            start_state.into_values(),
+            filter,
+            &senders,
+            &HashSet::new(),
+        )?;
         let prev_batch = events
             .first()
-            .map_or(from, |(count, _)| count.saturating_sub(1));
-        Ok(json!({
-            "timeline": { "events": timeline, "limited": limited, "prev_batch": prev_batch.to_string() },
-            "state": { "events": state },
+            .map_or(from, |(location, _)| location.count.saturating_sub(1));
+        Ok(Some(LeftRoom {
+            timeline: Timeline {
+                events: self.timeline_events(session, &events, false)?,
+                limited,
+                prev_batch: prev_batch.to_string(),
+            },
+            state: Events { events: state },
         }))
     }
 
     /// `summary`: heroes (up to five other members) and member counts.
-    fn room_summary(&self, room_id: &RoomId, user: &UserId) -> Result<Value> {
-        let (_, room) = self
-            .rooms
-            .room(room_id)?
-            .ok_or_else(|| Error::not_found("Unknown room"))?;
+    fn room_summary(&self, room_id: &RoomId, room: &RoomRecord, user: &UserId) -> Result<Value> {
         let heroes = self.rooms.some_members(room_id, user, 5)?;
         Ok(json!({
             "m.heroes": heroes,

@@ -368,35 +368,39 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
         backward: bool,
         limit: usize,
     ) -> StorageResult<Vec<(K, V)>> {
-        use rocksdb::{Direction, IteratorMode};
-        let rocks = &self.db.inner.rocks;
+        self.iter_range(start, end, backward).take(limit).collect()
+    }
+
+    /// Entries with `start <= key < end`, ascending, or descending when `backward`, decoded
+    /// one at a time: a caller that stops early never reads or decodes the rest.
+    pub fn iter_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        backward: bool,
+    ) -> impl Iterator<Item = StorageResult<(K, V)>> + '_ {
+        use rocksdb::IteratorMode;
+        // An inverted range is empty (RocksDB wants lower <= upper).
+        let end = end.max(start);
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_lower_bound(start.to_vec());
+        options.set_iterate_upper_bound(end.to_vec());
         let mode = if backward {
-            IteratorMode::From(end, Direction::Reverse)
+            IteratorMode::End
         } else {
-            IteratorMode::From(start, Direction::Forward)
+            IteratorMode::Start
         };
-        let mut out = Vec::new();
-        for item in rocks.iterator_cf(self.db.cf(self.cf), mode) {
-            let (key, value) = item?;
-            if &*key >= end {
-                if backward {
-                    continue;
-                }
-                break;
-            }
-            if &*key < start {
-                break;
-            }
-            let key = K::decode(&key).ok_or_else(|| StorageError::Corrupt {
-                table: self.cf.name(),
-                detail: "undecodable key".into(),
-            })?;
-            out.push((key, self.decode_value(&value)?));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        let rocks = &self.db.inner.rocks;
+        rocks
+            .iterator_cf_opt(self.db.cf(self.cf), options, mode)
+            .map(move |item| {
+                let (key, value) = item?;
+                let key = K::decode(&key).ok_or_else(|| StorageError::Corrupt {
+                    table: self.cf.name(),
+                    detail: "undecodable key".into(),
+                })?;
+                Ok((key, self.decode_value(&value)?))
+            })
     }
 
     /// Every entry of the table, in key order.

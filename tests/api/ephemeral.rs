@@ -308,3 +308,62 @@ async fn thread_unread_counts_and_threaded_receipts() {
     );
     assert!(joined.get("unread_thread_notifications").is_none());
 }
+
+/// Unread counts are kept between syncs and extended with newer events only; a redaction or
+/// a receipt must still be reflected at once.
+#[tokio::test]
+async fn unread_counts_follow_new_events_redactions_and_receipts() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = public_room(&server, &alice, &bob).await;
+    let send = |txn: &str, mention: bool| {
+        let mut content = json!({ "msgtype": "m.text", "body": txn });
+        if mention {
+            content["m.mentions"] = json!({ "user_ids": [bob.user_id] });
+        }
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+        let (server, token) = (&server, alice.token.clone());
+        async move {
+            let (status, body) = server.put(&path, Some(&token), content).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["event_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let counts = |body: &Value| {
+        let unread = &body["rooms"]["join"][&room]["unread_notifications"];
+        (
+            unread["notification_count"].as_u64().unwrap(),
+            unread["highlight_count"].as_u64().unwrap(),
+        )
+    };
+    send("m1", false).await;
+    assert_eq!(counts(&sync(&server, &bob, "").await), (1, 0));
+    let mention = send("m2", true).await;
+    send("m3", false).await;
+    assert_eq!(counts(&sync(&server, &bob, "").await), (3, 1));
+    assert_eq!(counts(&sync(&server, &bob, "").await), (3, 1), "unchanged");
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/redact/{mention}/x"),
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // The redacted message no longer mentions bob (its content is gone).
+    assert_eq!(counts(&sync(&server, &bob, "").await), (3, 0));
+    let last = send("m4", false).await;
+    assert_eq!(counts(&sync(&server, &bob, "").await), (4, 0));
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{last}"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(counts(&sync(&server, &bob, "").await), (0, 0));
+    send("m5", true).await;
+    assert_eq!(counts(&sync(&server, &bob, "").await), (1, 1));
+}

@@ -524,3 +524,48 @@ async fn account_data_presence_and_ephemeral_filters_apply() {
             .any(|e| e["type"] == "m.typing")
     );
 }
+
+/// State events are served from the event cache; a redaction must replace the cached copy.
+#[tokio::test]
+async fn redacted_state_event_is_served_redacted_after_it_was_cached() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({ "topic": "secret plans" }),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    // Push the topic out of the timeline so it comes in the state section.
+    for i in 0..3 {
+        send_text(&server, &alice, &room, &format!("t{i}"), "filler").await;
+    }
+    let filter = "filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A1%7D%7D%7D";
+    let topic_of = |sync: &Value| -> Value {
+        sync["rooms"]["join"][&room]["state"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "m.room.topic")
+            .cloned()
+            .expect("topic in the state section")
+    };
+    let before = topic_of(&sync(&server, &alice, filter).await);
+    assert_eq!(before["content"]["topic"], "secret plans");
+    assert!(before["unsigned"]["age"].as_u64().is_some());
+    let topic_id = before["event_id"].as_str().unwrap();
+    let (status, body) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/redact/{topic_id}/r1"),
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let after = topic_of(&sync(&server, &alice, filter).await);
+    assert_eq!(after["event_id"], before["event_id"]);
+    assert_eq!(after["content"], json!({}));
+    assert!(after["unsigned"]["redacted_because"].is_object());
+}

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    extract::State,
+    response::{IntoResponse, Response},
+};
 use ruma::api::client::{
     filter::{create_filter, get_filter},
     sync::sync_events,
@@ -23,7 +27,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 pub async fn sync(
     State(services): State<AppState>,
     request: Ruma<sync_events::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     let session = request.session()?.clone();
     let body = request.body;
     let since = parse_since(body.since.as_deref())?;
@@ -67,7 +71,11 @@ pub async fn sync(
             || full_state
             || tokio::time::Instant::now() >= deadline
         {
-            return Ok(Json(response.body));
+            return Ok((
+                [(http::header::CONTENT_TYPE, "application/json")],
+                response.body,
+            )
+                .into_response());
         }
         tokio::select! {
             _ = &mut woken => {}

@@ -126,12 +126,8 @@ async fn run(
             }
         };
         if first || response.has_updates {
-            since = response.body["next_batch"]
-                .as_str()
-                .and_then(|t| t.parse().ok());
-            socket
-                .send(Message::Text(response.body.to_string().into()))
-                .await?;
+            since = Some(response.next_batch);
+            socket.send(Message::Text(response.body.into())).await?;
             first = false;
         }
         loop {

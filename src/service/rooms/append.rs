@@ -265,10 +265,11 @@ impl RoomService {
                 );
             }
         }
+        let mut redacted = None;
         if stored.kind == TimelineEventType::RoomRedaction
             && let Some(target) = stored.redacted_event()
         {
-            self.redact_into(&mut batch, &target, &stored, rules)?;
+            redacted = self.redact_into(&mut batch, &target, &stored, rules)?;
         }
 
         self.index_relation(&mut batch, &stored, count)?;
@@ -300,24 +301,31 @@ impl RoomService {
         room.depth = stored.depth.into();
         self.rooms.put(&mut batch, &short_room, &room);
         self.db.write(batch)?;
+        if let Some(short_event) = redacted {
+            // Only after the write: see the event cache's module documentation.
+            self.event_cache.invalidate(&short_event);
+            self.redactions
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         drop(stream);
         self.wake_room(&stored)?;
         Ok(stored)
     }
 
-    /// Replaces a stored event by its redacted form (content really removed).
+    /// Replaces a stored event by its redacted form (content really removed). Returns the
+    /// short id of the event it rewrote.
     fn redact_into(
         &self,
         batch: &mut Batch,
         target: &EventId,
         redaction: &Pdu,
         rules: &RoomVersionRules,
-    ) -> Result<()> {
+    ) -> Result<Option<u64>> {
         let Some(location) = self.location(target)? else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(raw) = self.pdus.get(&(location.short_room, location.count))? else {
-            return Ok(());
+            return Ok(None);
         };
         self.unindex_for_search(batch, &Pdu::from_raw(&raw)?, location.count);
         let object: CanonicalJsonObject = serde_json::from_str(raw.get())
@@ -343,7 +351,7 @@ impl RoomService {
             &(location.short_room, location.count),
             &raw_object(&redacted)?,
         );
-        Ok(())
+        Ok(Some(location.short_event))
     }
 
     /// Stores a brand-new room: the create event and the room records. Blocking.

@@ -5,6 +5,7 @@
 pub mod aliases;
 mod append;
 pub mod create;
+pub mod event_cache;
 pub mod filter;
 pub mod membership;
 pub mod pdu;
@@ -130,6 +131,9 @@ pub struct RoomService {
     /// One lock per room: event creation in a room is serialized so `prev_events`, depth and
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
     room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
+    event_cache: event_cache::EventCache,
+    /// Redactions applied since start: derived data (unread counts) compares it to notice one.
+    redactions: std::sync::atomic::AtomicU64,
 }
 
 /// Looks up a room's rules, refusing versions ruma cannot handle.
@@ -144,6 +148,7 @@ impl RoomService {
         db: Db,
         keys: Arc<ServerKeys>,
         notifier: Arc<crate::service::notifier::Notifier>,
+        event_cache_entries: usize,
     ) -> Self {
         Self {
             state: state::StateStore::new(db.clone()),
@@ -162,6 +167,8 @@ impl RoomService {
             notifier,
             search_index: db.table(Cf::SearchIndex),
             room_locks: Mutex::new(HashMap::new()),
+            event_cache: event_cache::EventCache::new(event_cache_entries),
+            redactions: std::sync::atomic::AtomicU64::new(0),
             keys,
             db,
         }
@@ -194,12 +201,19 @@ impl RoomService {
         Ok(self.events.get(&event_id.as_str().to_owned())?)
     }
 
+    /// How many redactions were applied since the server started (bumped after each write).
+    pub fn redaction_count(&self) -> u64 {
+        self.redactions.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// An event by id.
     pub fn get_pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
         let Some(location) = self.location(event_id)? else {
             return Ok(None);
         };
-        self.pdu_at(location.short_room, location.count)
+        Ok(self
+            .cached_event_at(location)?
+            .map(|cached| cached.pdu.clone()))
     }
 
     /// An event by its timeline position.
@@ -212,13 +226,53 @@ impl RoomService {
 
     /// An event by its short id.
     pub fn pdu_by_short(&self, short_event: u64) -> Result<Option<Pdu>> {
-        match self.event_ids.get(&short_event)? {
-            Some(id) => match EventId::parse(&id) {
-                Ok(id) => self.get_pdu(&id),
-                Err(_) => Ok(None),
-            },
-            None => Ok(None),
+        Ok(self
+            .cached_event(short_event)?
+            .map(|cached| cached.pdu.clone()))
+    }
+
+    /// An event by its short id, parsed and ready to render, from the event cache.
+    pub fn cached_event(&self, short_event: u64) -> Result<Option<Arc<event_cache::CachedEvent>>> {
+        let lookup = self.event_cache.get(&short_event);
+        if let Some(hit) = lookup.value {
+            return Ok(Some(hit));
         }
+        let Some(id) = self.event_ids.get(&short_event)? else {
+            return Ok(None);
+        };
+        let Ok(id) = EventId::parse(&id) else {
+            return Ok(None);
+        };
+        let Some(location) = self.location(&id)? else {
+            return Ok(None);
+        };
+        self.load_into_cache(location, lookup.epoch)
+    }
+
+    /// The event stored at `location`, through the event cache.
+    fn cached_event_at(
+        &self,
+        location: EventLocation,
+    ) -> Result<Option<Arc<event_cache::CachedEvent>>> {
+        let lookup = self.event_cache.get(&location.short_event);
+        match lookup.value {
+            Some(hit) => Ok(Some(hit)),
+            None => self.load_into_cache(location, lookup.epoch),
+        }
+    }
+
+    fn load_into_cache(
+        &self,
+        location: EventLocation,
+        epoch: u64,
+    ) -> Result<Option<Arc<event_cache::CachedEvent>>> {
+        let Some(pdu) = self.pdu_at(location.short_room, location.count)? else {
+            return Ok(None);
+        };
+        let short_event = location.short_event;
+        let cached = Arc::new(event_cache::CachedEvent::new(pdu, location)?);
+        self.event_cache.insert(short_event, cached.clone(), epoch);
+        Ok(Some(cached))
     }
 
     /// The current state event of a room for `(event_type, state_key)`.

@@ -245,9 +245,17 @@ impl RoomService {
         Ok(out)
     }
 
-    /// Raw timeline rows between two encoded keys, newest first (at most a scan's worth).
-    pub fn timeline_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<TimelineRow>> {
-        Ok(self.pdus.range(start, end, true, MAX_SCAN)?)
+    /// Raw timeline rows between two encoded keys, newest first (at most a scan's worth),
+    /// read as the caller consumes them.
+    pub fn timeline_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> impl Iterator<Item = Result<TimelineRow>> + '_ {
+        self.pdus
+            .iter_range(start, end, true)
+            .take(MAX_SCAN)
+            .map(|row| row.map_err(Into::into))
     }
 
     /// State (short key → short event) before an event.

@@ -35,7 +35,11 @@ pub struct ThreadRecord {
 
 /// The relation an event declares, if any: (rel_type, parent).
 pub fn relation_of(pdu: &Pdu) -> Option<(String, OwnedEventId)> {
-    let content = pdu.content_value();
+    relation_in(&pdu.content_value())
+}
+
+/// `(rel_type, parent)` of an event's content.
+pub fn relation_in(content: &Value) -> Option<(String, OwnedEventId)> {
     let relates_to = content.get("m.relates_to")?;
     let rel_type = relates_to.get("rel_type")?.as_str()?.to_owned();
     let parent = EventId::parse(relates_to.get("event_id")?.as_str()?).ok()?;

@@ -1,0 +1,151 @@
+//! A bounded in-memory cache of values derived from stored data, safe against stale fills.
+//!
+//! Eviction is by generations: when the current map is full it becomes the previous one and
+//! the old previous one is dropped; a hit in the previous map moves the entry forward. That is
+//! close to LRU at the cost of one hash lookup, with memory bounded by twice the generation.
+//!
+//! Staleness: a writer that changes what an entry was derived from calls
+//! [`Cache::invalidate`] *after* its write lands; that bumps an epoch. A reader takes the epoch
+//! with its lookup and passes it back to [`Cache::insert`], which drops the value if any
+//! invalidation happened in between — the value may have been read before the write.
+
+use std::{collections::HashMap, hash::Hash, sync::Mutex};
+
+struct Generations<K, V> {
+    current: HashMap<K, V>,
+    previous: HashMap<K, V>,
+    /// Bumped by every invalidation.
+    epoch: u64,
+}
+
+/// See the module documentation.
+pub struct Cache<K, V> {
+    inner: Mutex<Generations<K, V>>,
+    generation_size: usize,
+}
+
+/// A lookup's answer: the value if cached, and the epoch to insert a freshly derived one with.
+pub struct Lookup<V> {
+    pub value: Option<V>,
+    pub epoch: u64,
+}
+
+impl<K: Hash + Eq, V: Clone> Cache<K, V> {
+    /// A cache holding between `capacity / 2` and `capacity` entries.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Generations {
+                current: HashMap::new(),
+                previous: HashMap::new(),
+                epoch: 0,
+            }),
+            generation_size: (capacity / 2).max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations<K, V>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, key: &K) -> Lookup<V> {
+        let mut generations = self.lock();
+        let epoch = generations.epoch;
+        if let Some(hit) = generations.current.get(key) {
+            return Lookup {
+                value: Some(hit.clone()),
+                epoch,
+            };
+        }
+        if let Some((key, hit)) = generations.previous.remove_entry(key) {
+            self.put(&mut generations, key, hit.clone());
+            return Lookup {
+                value: Some(hit),
+                epoch,
+            };
+        }
+        Lookup { value: None, epoch }
+    }
+
+    /// Caches a value derived after the lookup that returned `epoch`, unless an invalidation
+    /// happened since.
+    pub fn insert(&self, key: K, value: V, epoch: u64) {
+        let mut generations = self.lock();
+        if generations.epoch == epoch {
+            self.put(&mut generations, key, value);
+        }
+    }
+
+    fn put(&self, generations: &mut Generations<K, V>, key: K, value: V) {
+        if generations.current.len() >= self.generation_size
+            && !generations.current.contains_key(&key)
+        {
+            generations.previous = std::mem::take(&mut generations.current);
+        }
+        generations.current.insert(key, value);
+    }
+
+    /// Forgets an entry whose source changed. Call after the change is written.
+    pub fn invalidate(&self, key: &K) {
+        let mut generations = self.lock();
+        generations.epoch += 1;
+        generations.current.remove(key);
+        generations.previous.remove(key);
+    }
+
+    /// Forgets everything. Call after the change is written.
+    pub fn invalidate_all(&self) {
+        let mut generations = self.lock();
+        generations.epoch += 1;
+        generations.current.clear();
+        generations.previous.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let generations = self.lock();
+        generations.current.len() + generations.previous.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_bound_the_size_and_keep_recent_hits() {
+        let cache = Cache::new(4);
+        cache.insert(0, "a", 0);
+        cache.insert(1, "b", 0);
+        // The first generation is full: 2 starts a new one, 0 and 1 become the previous one.
+        cache.insert(2, "c", 0);
+        assert_eq!(
+            cache.get(&0).value,
+            Some("a"),
+            "a previous hit moves forward"
+        );
+        // Current {2, 0} is full: it becomes previous, 3 starts a new one, 1 is dropped.
+        cache.insert(3, "d", 0);
+        assert_eq!(cache.get(&1).value, None);
+        assert_eq!(cache.get(&2).value, Some("c"));
+        assert!(cache.len() <= 4);
+    }
+
+    #[test]
+    fn an_invalidation_stops_a_stale_insert() {
+        let cache = Cache::new(8);
+        let lookup = cache.get(&7);
+        assert_eq!(lookup.value, None);
+        cache.invalidate(&7);
+        cache.insert(7, "stale", lookup.epoch);
+        assert_eq!(
+            cache.get(&7).value,
+            None,
+            "read before the change: not cached"
+        );
+        let lookup = cache.get(&7);
+        cache.insert(7, "fresh", lookup.epoch);
+        assert_eq!(cache.get(&7).value, Some("fresh"));
+        cache.invalidate_all();
+        assert_eq!(cache.get(&7).value, None);
+    }
+}

@@ -1,0 +1,138 @@
+//! Recently read events, parsed once and pre-rendered in client format, keyed by short event
+//! id. Initial syncs send every state event of every room; without this each of them would be
+//! three RocksDB reads, a parse and a serialization per request.
+//!
+//! Stored events change only by redaction, which invalidates the entry after its write (see
+//! [`crate::service::cache`] for why that order is safe).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::{EventLocation, Pdu};
+use crate::error::{Error, Result};
+
+/// One cached event.
+#[derive(Debug)]
+pub struct CachedEvent {
+    pub pdu: Pdu,
+    pub location: EventLocation,
+    /// The client format up to the `age` in `unsigned`: `{…,"unsigned":{…,` (see
+    /// [`CachedEvent::client_json`]).
+    client_head: String,
+}
+
+/// The client-format fields of an event other than `unsigned`, in the order serde_json's
+/// sorted maps would write them.
+#[derive(Serialize)]
+struct ClientFields<'a> {
+    content: &'a RawValue,
+    event_id: &'a ruma::EventId,
+    origin_server_ts: ruma::MilliSecondsSinceUnixEpoch,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacts: Option<ruma::OwnedEventId>,
+    room_id: &'a ruma::RoomId,
+    sender: &'a ruma::UserId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_key: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'a ruma::events::TimelineEventType,
+}
+
+impl CachedEvent {
+    pub fn new(pdu: Pdu, location: EventLocation) -> Result<Self> {
+        let fields = ClientFields {
+            content: &pdu.content,
+            event_id: &pdu.event_id,
+            origin_server_ts: pdu.origin_server_ts,
+            redacts: pdu.redacted_event(),
+            room_id: &pdu.room_id,
+            sender: &pdu.sender,
+            state_key: pdu.state_key.as_deref(),
+            kind: &pdu.kind,
+        };
+        let mut head = serde_json::to_string(&fields).map_err(Error::internal)?;
+        head.pop(); // the closing brace: `unsigned` follows
+        head.push_str(",\"unsigned\":");
+        let unsigned = pdu.unsigned.clone().unwrap_or_default();
+        let rendered = serde_json::to_string(&unsigned).map_err(Error::internal)?;
+        head.push_str(&rendered[..rendered.len() - 1]);
+        if !unsigned.is_empty() {
+            head.push(',');
+        }
+        Ok(Self {
+            pdu,
+            location,
+            client_head: head,
+        })
+    }
+
+    /// The event in client format with `unsigned.age` relative to `now` — the same document
+    /// as [`Pdu::to_client_format`], without building a JSON tree.
+    pub fn client_json(&self, now: u64) -> Box<RawValue> {
+        let sent: u64 = self.pdu.origin_server_ts.get().into();
+        let age = now.saturating_sub(sent);
+        let json = format!("{}\"age\":{age}}}}}", self.client_head);
+        RawValue::from_string(json).expect("assembled from serialized JSON")
+    }
+}
+
+/// Events by short event id.
+pub type EventCache = crate::service::cache::Cache<u64, Arc<CachedEvent>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn pdu(unsigned: Option<Value>, state_key: Option<&str>) -> Pdu {
+        let mut event = json!({
+            "event_id": "$abc:example.org",
+            "room_id": "!room:example.org",
+            "sender": "@alice:example.org",
+            "origin_server_ts": 1000,
+            "type": "m.room.member",
+            "content": { "membership": "join", "displayname": "Al \"ice\"" },
+            "depth": 3,
+            "prev_events": [],
+            "auth_events": [],
+            "hashes": { "sha256": "x" },
+        });
+        if let Some(unsigned) = unsigned {
+            event["unsigned"] = unsigned;
+        }
+        if let Some(key) = state_key {
+            event["state_key"] = json!(key);
+        }
+        serde_json::from_value(event).unwrap()
+    }
+
+    fn location(short_event: u64) -> EventLocation {
+        EventLocation {
+            short_event,
+            short_room: 1,
+            count: short_event,
+            txn: None,
+        }
+    }
+
+    #[test]
+    fn client_json_equals_the_client_format() {
+        for (unsigned, key) in [
+            (None, Some("@alice:example.org")),
+            (Some(json!({})), None),
+            (
+                Some(json!({ "prev_content": { "membership": "invite" }, "replaces_state": "$x" })),
+                Some(""),
+            ),
+        ] {
+            let pdu = pdu(unsigned, key);
+            let expected = pdu.to_client_format(5000);
+            let cached = CachedEvent::new(pdu, location(1)).unwrap();
+            let rendered: Value = serde_json::from_str(cached.client_json(5000).get()).unwrap();
+            assert_eq!(rendered, expected);
+            assert_eq!(rendered["unsigned"]["age"], 4000);
+        }
+    }
+}
