@@ -144,7 +144,7 @@ impl Services {
         );
         for row in rows {
             let ((_, count), raw) = row?;
-            let event: UnreadProbe = serde_json::from_str(raw.get())
+            let event: UnreadProbe = serde_json::from_slice(&raw)
                 .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))?;
             if event.sender == user.as_str()
                 || (event.kind != "m.room.message" && event.kind != "m.room.encrypted")

@@ -379,6 +379,20 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
         end: &[u8],
         backward: bool,
     ) -> impl Iterator<Item = StorageResult<(K, V)>> + '_ {
+        self.iter_range_raw(start, end, backward).map(move |item| {
+            let (key, value) = item?;
+            Ok((key, self.decode_value(&value)?))
+        })
+    }
+
+    /// Like [`Table::iter_range`], with each value's stored JSON bytes undecoded, for callers
+    /// that parse them into a type of their own.
+    pub fn iter_range_raw(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        backward: bool,
+    ) -> impl Iterator<Item = StorageResult<(K, Box<[u8]>)>> + '_ {
         use rocksdb::IteratorMode;
         // An inverted range is empty (RocksDB wants lower <= upper).
         let end = end.max(start);
@@ -399,7 +413,7 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
                     table: self.cf.name(),
                     detail: "undecodable key".into(),
                 })?;
-                Ok((key, self.decode_value(&value)?))
+                Ok((key, value))
             })
     }
 

@@ -127,7 +127,9 @@ async fn run(
         };
         if first || response.has_updates {
             since = Some(response.next_batch);
-            socket.send(Message::Text(response.body.into())).await?;
+            // The body is serde_json output and string pieces: always UTF-8.
+            let text = String::from_utf8_lossy(&response.body).into_owned();
+            socket.send(Message::Text(text.into())).await?;
             first = false;
         }
         loop {

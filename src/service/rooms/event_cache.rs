@@ -19,7 +19,7 @@ pub struct CachedEvent {
     pub pdu: Pdu,
     pub location: EventLocation,
     /// The client format up to the `age` in `unsigned`: `{…,"unsigned":{…,` (see
-    /// [`CachedEvent::client_json`]).
+    /// [`CachedEvent::write_client_json`]).
     client_head: String,
 }
 
@@ -68,13 +68,15 @@ impl CachedEvent {
         })
     }
 
-    /// The event in client format with `unsigned.age` relative to `now` — the same document
-    /// as [`Pdu::to_client_format`], without building a JSON tree.
-    pub fn client_json(&self, now: u64) -> Box<RawValue> {
+    /// Appends the event in client format with `unsigned.age` relative to `now` — the same
+    /// document as [`Pdu::to_client_format`], without building a JSON tree.
+    pub fn write_client_json(&self, out: &mut Vec<u8>, now: u64) {
         let sent: u64 = self.pdu.origin_server_ts.get().into();
         let age = now.saturating_sub(sent);
-        let json = format!("{}\"age\":{age}}}}}", self.client_head);
-        RawValue::from_string(json).expect("assembled from serialized JSON")
+        out.extend_from_slice(self.client_head.as_bytes());
+        out.extend_from_slice(b"\"age\":");
+        out.extend_from_slice(age.to_string().as_bytes());
+        out.extend_from_slice(b"}}");
     }
 }
 
@@ -130,7 +132,9 @@ mod tests {
             let pdu = pdu(unsigned, key);
             let expected = pdu.to_client_format(5000);
             let cached = CachedEvent::new(pdu, location(1)).unwrap();
-            let rendered: Value = serde_json::from_str(cached.client_json(5000).get()).unwrap();
+            let mut out = Vec::new();
+            cached.write_client_json(&mut out, 5000);
+            let rendered: Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(rendered, expected);
             assert_eq!(rendered["unsigned"]["age"], 4000);
         }

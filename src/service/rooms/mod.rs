@@ -33,7 +33,7 @@ pub use pdu::Pdu;
 
 use crate::{
     error::{Error, Result},
-    service::keys::ServerKeys,
+    service::{cache::Cache, keys::ServerKeys},
     storage::{Cf, Db, Table},
 };
 
@@ -132,6 +132,10 @@ pub struct RoomService {
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
     room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
     event_cache: event_cache::EventCache,
+    /// Event id → location, and event → state snapshot before it: both never change once
+    /// written, so these caches need no invalidation.
+    locations: Cache<String, EventLocation>,
+    states_before: Cache<u64, u64>,
     /// Redactions applied since start: derived data (unread counts) compares it to notice one.
     redactions: std::sync::atomic::AtomicU64,
 }
@@ -168,6 +172,8 @@ impl RoomService {
             search_index: db.table(Cf::SearchIndex),
             room_locks: Mutex::new(HashMap::new()),
             event_cache: event_cache::EventCache::new(event_cache_entries),
+            locations: Cache::new(event_cache_entries),
+            states_before: Cache::new(event_cache_entries),
             redactions: std::sync::atomic::AtomicU64::new(0),
             keys,
             db,
@@ -198,7 +204,16 @@ impl RoomService {
 
     /// Where an event is stored.
     pub fn location(&self, event_id: &EventId) -> Result<Option<EventLocation>> {
-        Ok(self.events.get(&event_id.as_str().to_owned())?)
+        let key = event_id.as_str().to_owned();
+        let lookup = self.locations.get(&key);
+        if lookup.value.is_some() {
+            return Ok(lookup.value);
+        }
+        let location = self.events.get(&key)?;
+        if let Some(location) = &location {
+            self.locations.insert(key, location.clone(), lookup.epoch);
+        }
+        Ok(location)
     }
 
     /// How many redactions were applied since the server started (bumped after each write).
@@ -314,7 +329,15 @@ impl RoomService {
 
     /// The state snapshot before an event.
     pub fn state_hash_before(&self, short_event: u64) -> Result<Option<u64>> {
-        Ok(self.state_before.get(&short_event)?)
+        let lookup = self.states_before.get(&short_event);
+        if lookup.value.is_some() {
+            return Ok(lookup.value);
+        }
+        let hash = self.state_before.get(&short_event)?;
+        if let Some(hash) = hash {
+            self.states_before.insert(short_event, hash, lookup.epoch);
+        }
+        Ok(hash)
     }
 
     /// A user's membership record in a room.

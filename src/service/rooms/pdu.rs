@@ -47,6 +47,12 @@ impl Pdu {
             .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))
     }
 
+    /// Parses a stored event (raw JSON bytes).
+    pub fn from_slice(raw: &[u8]) -> Result<Self> {
+        serde_json::from_slice(raw)
+            .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))
+    }
+
     /// The content as JSON.
     pub fn content_value(&self) -> Value {
         serde_json::from_str(self.content.get()).unwrap_or(Value::Null)

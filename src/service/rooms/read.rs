@@ -14,8 +14,8 @@ use crate::{
     util::now_millis,
 };
 
-/// A raw timeline row: ((short room id, position), stored event).
-pub type TimelineRow = ((u64, u64), Box<serde_json::value::RawValue>);
+/// A raw timeline row: ((short room id, position), the stored event's JSON bytes).
+pub type TimelineRow = ((u64, u64), Box<[u8]>);
 
 /// Direction of `/messages`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -247,13 +247,15 @@ impl RoomService {
 
     /// Raw timeline rows between two encoded keys, newest first (at most a scan's worth),
     /// read as the caller consumes them.
+    /// The stored JSON of each event is left for the caller to parse (once, into what it
+    /// needs).
     pub fn timeline_range(
         &self,
         start: &[u8],
         end: &[u8],
     ) -> impl Iterator<Item = Result<TimelineRow>> + '_ {
         self.pdus
-            .iter_range(start, end, true)
+            .iter_range_raw(start, end, true)
             .take(MAX_SCAN)
             .map(|row| row.map_err(Into::into))
     }

@@ -4,178 +4,33 @@
 //! A sync token is a stream position (see `Db::stream_watermark`): everything at or below it
 //! has been written, so two consecutive syncs neither miss nor repeat an event.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use ruma::{RoomId, UserId, events::StateEventType};
-use serde::Serialize;
-use serde_json::{Map, Value, json, value::RawValue};
+use serde_json::{Map, Value, json};
+
+mod filter;
+mod render;
+
+pub use filter::{FilterStore, SyncFilter};
+pub use render::SyncResponse;
+use render::{JoinedRoom, LeftRoom, SyncBody, Timeline};
 
 use crate::{
     error::{Error, Result},
     service::{
         Services,
-        rooms::{EventLocation, Membership, Pdu, RoomRecord, read::EventFilter},
+        rooms::{
+            EventLocation, Membership, Pdu, RoomRecord, event_cache::CachedEvent, read::EventFilter,
+        },
         sessions::Session,
     },
-    storage::{Cf, KeyCodec, Table},
+    storage::KeyCodec,
     util::now_millis,
 };
-
-/// The parts of a sync filter Hearth applies.
-#[derive(Clone, Debug)]
-pub struct SyncFilter {
-    pub timeline_limit: usize,
-    pub timeline: EventFilter,
-    pub state: EventFilter,
-    pub rooms: Option<Vec<String>>,
-    pub not_rooms: Vec<String>,
-    pub include_leave: bool,
-    /// `room.timeline.unread_thread_notifications`: count threads separately.
-    pub unread_thread_notifications: bool,
-    pub account_data: EventFilter,
-    pub room_account_data: EventFilter,
-    pub ephemeral: EventFilter,
-    pub presence: EventFilter,
-}
-
-/// Default number of timeline events per room.
-const DEFAULT_TIMELINE_LIMIT: usize = 10;
-/// Most timeline events per room a filter may ask for.
-const MAX_TIMELINE_LIMIT: usize = 1000;
-
-impl SyncFilter {
-    /// Reads a filter definition (JSON).
-    pub fn from_json(filter: &Value) -> Self {
-        let room = &filter["room"];
-        let strings = |value: &Value| -> Option<Vec<String>> {
-            value.as_array().map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-        };
-        Self {
-            timeline_limit: room["timeline"]["limit"]
-                .as_u64()
-                .map_or(DEFAULT_TIMELINE_LIMIT, |l| {
-                    (l as usize).clamp(1, MAX_TIMELINE_LIMIT)
-                }),
-            timeline: EventFilter::from_json(&room["timeline"]),
-            state: EventFilter::from_json(&room["state"]),
-            rooms: strings(&room["rooms"]),
-            not_rooms: strings(&room["not_rooms"]).unwrap_or_default(),
-            include_leave: room["include_leave"].as_bool().unwrap_or(false),
-            unread_thread_notifications: room["timeline"]["unread_thread_notifications"]
-                .as_bool()
-                .unwrap_or(false),
-            account_data: EventFilter::from_json(&filter["account_data"]),
-            room_account_data: EventFilter::from_json(&room["account_data"]),
-            ephemeral: EventFilter::from_json(&room["ephemeral"]),
-            presence: EventFilter::from_json(&filter["presence"]),
-        }
-    }
-
-    fn wants_room(&self, room_id: &RoomId) -> bool {
-        self.rooms
-            .as_ref()
-            .is_none_or(|rooms| rooms.iter().any(|r| r == room_id.as_str()))
-            && !self.not_rooms.iter().any(|r| r == room_id.as_str())
-    }
-}
-
-impl Default for SyncFilter {
-    fn default() -> Self {
-        Self::from_json(&json!({}))
-    }
-}
-
-/// A built sync response and whether it carries anything.
-pub struct SyncResponse {
-    /// The response document, serialized (it can be megabytes: it is never built as a tree).
-    pub body: String,
-    pub next_batch: u64,
-    pub has_updates: bool,
-}
-
-/// Events in a sync section: `{"events": [...]}`.
-#[derive(Serialize)]
-struct Events<T> {
-    events: Vec<T>,
-}
-
-#[derive(Serialize)]
-struct Timeline {
-    events: Vec<Box<RawValue>>,
-    limited: bool,
-    prev_batch: String,
-}
-
-/// One room under `rooms.join`.
-#[derive(Serialize)]
-struct JoinedRoom {
-    timeline: Timeline,
-    state: Events<Box<RawValue>>,
-    summary: Value,
-    account_data: Events<Value>,
-    ephemeral: Events<Value>,
-    unread_notifications: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unread_thread_notifications: Option<Map<String, Value>>,
-}
-
-/// One room under `rooms.leave`.
-#[derive(Serialize)]
-struct LeftRoom {
-    timeline: Timeline,
-    state: Events<Box<RawValue>>,
-}
-
-#[derive(Serialize)]
-struct Rooms {
-    join: BTreeMap<String, JoinedRoom>,
-    invite: Map<String, Value>,
-    leave: BTreeMap<String, LeftRoom>,
-    knock: Map<String, Value>,
-}
-
-#[derive(Serialize)]
-struct SyncBody {
-    next_batch: String,
-    rooms: Rooms,
-    account_data: Events<Value>,
-    to_device: Events<Value>,
-    presence: Events<Value>,
-}
-
-/// Owns the `filters` table.
-pub struct FilterStore {
-    db: crate::storage::Db,
-    filters: Table<(String, String), Value>,
-}
-
-impl FilterStore {
-    pub fn new(db: crate::storage::Db) -> Self {
-        Self {
-            filters: db.table(Cf::Filters),
-            db,
-        }
-    }
-
-    /// Stores a filter; returns its id.
-    pub fn create(&self, user: &UserId, filter: &Value) -> Result<String> {
-        let id = self.db.next_count()?.to_string();
-        let mut batch = self.db.batch();
-        self.filters
-            .put(&mut batch, &(user.to_string(), id.clone()), filter);
-        self.db.write(batch)?;
-        Ok(id)
-    }
-
-    /// A stored filter of the user.
-    pub fn get(&self, user: &UserId, id: &str) -> Result<Option<Value>> {
-        Ok(self.filters.get(&(user.to_string(), id.to_owned()))?)
-    }
-}
 
 /// State event types shown in invite and knock previews.
 const STRIPPED_STATE: &[&str] = &[
@@ -282,21 +137,17 @@ impl Services {
             && to_device.is_empty()
             && presence.is_empty());
         let body = SyncBody {
-            next_batch: next_batch.to_string(),
-            rooms: Rooms {
-                join,
-                invite,
-                leave,
-                knock,
-            },
-            account_data: Events {
-                events: global_data,
-            },
-            to_device: Events { events: to_device },
-            presence: Events { events: presence },
+            next_batch,
+            join,
+            invite,
+            leave,
+            knock,
+            account_data: global_data,
+            to_device,
+            presence,
         };
         Ok(SyncResponse {
-            body: serde_json::to_string(&body).map_err(Error::internal)?,
+            body: body.render(now_millis())?,
             next_batch,
             has_updates,
         })
@@ -337,7 +188,7 @@ impl Services {
         let mut visibility = HashMap::new();
         for row in self.rooms.timeline_range(&start, &end) {
             let (_, raw) = row?;
-            let pdu = Pdu::from_raw(&raw)?;
+            let pdu = Pdu::from_slice(&raw)?;
             if !filter.matches(&pdu) {
                 continue;
             }
@@ -386,9 +237,8 @@ impl Services {
         filter: &SyncFilter,
         senders: &HashSet<String>,
         skip: &HashSet<String>,
-    ) -> Result<Vec<Box<RawValue>>> {
+    ) -> Result<Vec<Arc<CachedEvent>>> {
         let lazy = filter.state.lazy_load_members || filter.timeline.lazy_load_members;
-        let now = now_millis();
         let mut events = Vec::new();
         for short_event in entries {
             let Some(cached) = self.rooms.cached_event(short_event)? else {
@@ -407,7 +257,7 @@ impl Services {
             {
                 continue;
             }
-            events.push(cached.client_json(now));
+            events.push(cached);
         }
         Ok(events)
     }
@@ -419,7 +269,7 @@ impl Services {
         session: &Session,
         events: &[(EventLocation, Pdu)],
         aggregations: bool,
-    ) -> Result<Vec<Box<RawValue>>> {
+    ) -> Result<Vec<Value>> {
         let mut timeline = Vec::with_capacity(events.len());
         for (location, pdu) in events {
             let event = if aggregations {
@@ -428,7 +278,7 @@ impl Services {
             } else {
                 self.rooms.client_event(pdu, location, Some(session))
             };
-            timeline.push(serde_json::value::to_raw_value(&event).map_err(Error::internal)?);
+            timeline.push(event);
         }
         Ok(timeline)
     }
@@ -492,7 +342,7 @@ impl Services {
             next_batch,
         )?;
         // Per-thread counts only when the client asks; otherwise threads count in the total.
-        let (main, unread_thread_notifications) = if filter.unread_thread_notifications {
+        let (main, unread_threads) = if filter.unread_thread_notifications {
             let threads: Map<String, Value> = unread
                 .threads
                 .iter()
@@ -536,16 +386,14 @@ impl Services {
             timeline: Timeline {
                 events: self.timeline_events(session, &events, true)?,
                 limited,
-                prev_batch: prev_batch.to_string(),
+                prev_batch,
             },
-            state: Events { events: state },
+            state,
             summary: self.room_summary(room_id, &record, &session.user_id)?,
-            account_data: Events {
-                events: account_data,
-            },
-            ephemeral: Events { events: ephemeral },
-            unread_notifications: json!({ "notification_count": main.0, "highlight_count": main.1 }),
-            unread_thread_notifications,
+            account_data,
+            ephemeral,
+            unread: main,
+            unread_threads,
         }))
     }
 
@@ -585,9 +433,9 @@ impl Services {
             timeline: Timeline {
                 events: self.timeline_events(session, &events, false)?,
                 limited,
-                prev_batch: prev_batch.to_string(),
+                prev_batch,
             },
-            state: Events { events: state },
+            state,
         }))
     }
 

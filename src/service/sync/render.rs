@@ -1,0 +1,276 @@
+//! The `/sync` response document, written straight into one buffer. State events come from
+//! the event cache already rendered and are copied in as bytes: an initial sync of a large
+//! account is megabytes of JSON, and building it as a tree, or parsing pre-rendered parts back
+//! to embed them, costs more than everything else the sync does.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::{
+    error::{Error, Result},
+    service::rooms::event_cache::CachedEvent,
+};
+
+/// A built sync response and whether it carries anything.
+pub struct SyncResponse {
+    /// The response document (JSON, UTF-8).
+    pub body: Vec<u8>,
+    pub next_batch: u64,
+    pub has_updates: bool,
+}
+
+pub(super) struct Timeline {
+    pub events: Vec<Value>,
+    pub limited: bool,
+    pub prev_batch: u64,
+}
+
+/// One room under `rooms.join`.
+pub(super) struct JoinedRoom {
+    pub timeline: Timeline,
+    pub state: Vec<Arc<CachedEvent>>,
+    pub summary: Value,
+    pub account_data: Vec<Value>,
+    pub ephemeral: Vec<Value>,
+    /// (notifications, highlights)
+    pub unread: (u64, u64),
+    pub unread_threads: Option<Map<String, Value>>,
+}
+
+/// One room under `rooms.leave`.
+pub(super) struct LeftRoom {
+    pub timeline: Timeline,
+    pub state: Vec<Arc<CachedEvent>>,
+}
+
+pub(super) struct SyncBody {
+    pub next_batch: u64,
+    pub join: BTreeMap<String, JoinedRoom>,
+    pub invite: Map<String, Value>,
+    pub leave: BTreeMap<String, LeftRoom>,
+    pub knock: Map<String, Value>,
+    pub account_data: Vec<Value>,
+    pub to_device: Vec<Value>,
+    pub presence: Vec<Value>,
+}
+
+/// Appends JSON pieces to a buffer.
+struct Writer {
+    out: Vec<u8>,
+    /// `unsigned.age` of pre-rendered events is computed against this.
+    now: u64,
+}
+
+impl Writer {
+    fn raw(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    fn value(&mut self, value: &impl Serialize) -> Result<()> {
+        serde_json::to_writer(&mut self.out, value).map_err(Error::internal)
+    }
+
+    /// `"key":` (escaped), preceded by a comma unless it is the first of its object.
+    fn key(&mut self, key: &str, first: bool) -> Result<()> {
+        if !first {
+            self.raw(",");
+        }
+        self.value(&key)?;
+        self.raw(":");
+        Ok(())
+    }
+
+    /// `{"events":[…]}`
+    fn events(&mut self, events: &[Value]) -> Result<()> {
+        self.raw("{\"events\":");
+        self.value(&events)?;
+        self.raw("}");
+        Ok(())
+    }
+
+    /// `{"events":[…]}` of pre-rendered events.
+    fn cached_events(&mut self, events: &[Arc<CachedEvent>]) {
+        self.raw("{\"events\":[");
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            event.write_client_json(&mut self.out, self.now);
+        }
+        self.raw("]}");
+    }
+
+    fn timeline(&mut self, timeline: &Timeline) -> Result<()> {
+        self.raw("{\"events\":");
+        self.value(&timeline.events)?;
+        self.raw(if timeline.limited {
+            ",\"limited\":true,\"prev_batch\":\""
+        } else {
+            ",\"limited\":false,\"prev_batch\":\""
+        });
+        self.raw(&timeline.prev_batch.to_string());
+        self.raw("\"}");
+        Ok(())
+    }
+
+    fn joined_room(&mut self, room: &JoinedRoom) -> Result<()> {
+        self.raw("{\"timeline\":");
+        self.timeline(&room.timeline)?;
+        self.raw(",\"state\":");
+        self.cached_events(&room.state);
+        self.raw(",\"summary\":");
+        self.value(&room.summary)?;
+        self.raw(",\"account_data\":");
+        self.events(&room.account_data)?;
+        self.raw(",\"ephemeral\":");
+        self.events(&room.ephemeral)?;
+        let (notifications, highlights) = room.unread;
+        self.raw(&format!(
+            ",\"unread_notifications\":{{\"notification_count\":{notifications},\"highlight_count\":{highlights}}}"
+        ));
+        if let Some(threads) = &room.unread_threads {
+            self.raw(",\"unread_thread_notifications\":");
+            self.value(threads)?;
+        }
+        self.raw("}");
+        Ok(())
+    }
+
+    fn left_room(&mut self, room: &LeftRoom) -> Result<()> {
+        self.raw("{\"timeline\":");
+        self.timeline(&room.timeline)?;
+        self.raw(",\"state\":");
+        self.cached_events(&room.state);
+        self.raw("}");
+        Ok(())
+    }
+
+    fn rooms<R>(
+        &mut self,
+        rooms: &BTreeMap<String, R>,
+        mut write: impl FnMut(&mut Self, &R) -> Result<()>,
+    ) -> Result<()> {
+        self.raw("{");
+        for (i, (room_id, room)) in rooms.iter().enumerate() {
+            self.key(room_id, i == 0)?;
+            write(self, room)?;
+        }
+        self.raw("}");
+        Ok(())
+    }
+}
+
+impl SyncBody {
+    /// The response document; pre-rendered events get `unsigned.age` relative to `now`.
+    pub fn render(&self, now: u64) -> Result<Vec<u8>> {
+        let mut w = Writer {
+            out: Vec::with_capacity(4096),
+            now,
+        };
+        w.raw("{\"next_batch\":\"");
+        w.raw(&self.next_batch.to_string());
+        w.raw("\",\"rooms\":{\"join\":");
+        w.rooms(&self.join, Writer::joined_room)?;
+        w.raw(",\"invite\":");
+        w.value(&self.invite)?;
+        w.raw(",\"leave\":");
+        w.rooms(&self.leave, Writer::left_room)?;
+        w.raw(",\"knock\":");
+        w.value(&self.knock)?;
+        w.raw("},\"account_data\":");
+        w.events(&self.account_data)?;
+        w.raw(",\"to_device\":");
+        w.events(&self.to_device)?;
+        w.raw(",\"presence\":");
+        w.events(&self.presence)?;
+        w.raw("}");
+        Ok(w.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::rooms::{EventLocation, Pdu};
+    use serde_json::json;
+
+    fn member_event(n: u64) -> Arc<CachedEvent> {
+        let pdu: Pdu = serde_json::from_value(json!({
+            "event_id": format!("$e{n}:example.org"),
+            "room_id": "!r:example.org",
+            "sender": "@a:example.org",
+            "origin_server_ts": 1000,
+            "type": "m.room.member",
+            "state_key": "@a:example.org",
+            "content": { "membership": "join" },
+            "depth": 1,
+        }))
+        .unwrap();
+        let location = EventLocation {
+            short_event: n,
+            short_room: 1,
+            count: n,
+            txn: None,
+        };
+        Arc::new(CachedEvent::new(pdu, location).unwrap())
+    }
+
+    /// The hand-written document parses and has the shape serde would give it.
+    #[test]
+    fn renders_valid_json_of_the_sync_shape() {
+        let joined = JoinedRoom {
+            timeline: Timeline {
+                events: vec![json!({ "type": "m.room.message" })],
+                limited: true,
+                prev_batch: 7,
+            },
+            state: vec![member_event(1), member_event(2)],
+            summary: json!({ "m.joined_member_count": 1 }),
+            account_data: vec![],
+            ephemeral: vec![json!({ "type": "m.typing" })],
+            unread: (3, 1),
+            unread_threads: Some(Map::new()),
+        };
+        let body = SyncBody {
+            next_batch: 42,
+            join: BTreeMap::from([("!r:example.org".to_owned(), joined)]),
+            invite: Map::new(),
+            leave: BTreeMap::from([(
+                "!\"odd\":example.org".to_owned(),
+                LeftRoom {
+                    timeline: Timeline {
+                        events: vec![],
+                        limited: false,
+                        prev_batch: 0,
+                    },
+                    state: vec![],
+                },
+            )]),
+            knock: Map::new(),
+            account_data: vec![],
+            to_device: vec![json!({ "type": "x" })],
+            presence: vec![],
+        };
+        let parsed: Value = serde_json::from_slice(&body.render(1500).unwrap()).unwrap();
+        let room = &parsed["rooms"]["join"]["!r:example.org"];
+        assert_eq!(parsed["next_batch"], "42");
+        assert_eq!(room["timeline"]["limited"], true);
+        assert_eq!(room["timeline"]["prev_batch"], "7");
+        assert_eq!(room["state"]["events"].as_array().unwrap().len(), 2);
+        assert_eq!(room["state"]["events"][1]["event_id"], "$e2:example.org");
+        assert_eq!(room["state"]["events"][0]["unsigned"]["age"], 500);
+        assert_eq!(room["unread_notifications"]["notification_count"], 3);
+        assert_eq!(room["unread_notifications"]["highlight_count"], 1);
+        assert_eq!(room["unread_thread_notifications"], json!({}));
+        assert_eq!(room["ephemeral"]["events"][0]["type"], "m.typing");
+        assert_eq!(
+            parsed["rooms"]["leave"]["!\"odd\":example.org"]["timeline"]["limited"],
+            false
+        );
+        assert_eq!(parsed["to_device"]["events"][0]["type"], "x");
+        assert_eq!(parsed["presence"]["events"], json!([]));
+        assert_eq!(parsed["rooms"]["invite"], json!({}));
+    }
+}
