@@ -187,3 +187,64 @@ async fn edits_threads_and_reactions() {
         "M_FORBIDDEN",
     );
 }
+
+/// Whether an event has relations is remembered between reads; a new relation must show at
+/// once, in `/event` and in `/sync`.
+#[tokio::test]
+async fn a_relation_added_after_a_read_shows_up() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    let root = send(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "root",
+        json!({ "msgtype": "m.text", "body": "first" }),
+    )
+    .await;
+    let event_path = format!("/_matrix/client/v3/rooms/{room}/event/{root}");
+    let root_in_sync = |sync: &Value| -> Value {
+        sync["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event_id"] == root.as_str())
+            .cloned()
+            .expect("root in the timeline")
+    };
+    let (_, event) = server.get(&event_path, Some(&alice.token)).await;
+    assert!(event["unsigned"].get("m.relations").is_none());
+    let (_, sync) = server
+        .get("/_matrix/client/v3/sync", Some(&alice.token))
+        .await;
+    assert!(root_in_sync(&sync)["unsigned"].get("m.relations").is_none());
+    send(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "reply",
+        json!({
+            "msgtype": "m.text", "body": "in thread",
+            "m.relates_to": { "rel_type": "m.thread", "event_id": root },
+        }),
+    )
+    .await;
+    let (_, event) = server.get(&event_path, Some(&alice.token)).await;
+    assert_eq!(event["unsigned"]["m.relations"]["m.thread"]["count"], 1);
+    let (_, sync) = server
+        .get("/_matrix/client/v3/sync", Some(&alice.token))
+        .await;
+    let in_sync = root_in_sync(&sync);
+    assert_eq!(in_sync["unsigned"]["m.relations"]["m.thread"]["count"], 1);
+    assert_eq!(in_sync["unsigned"]["transaction_id"], "root");
+}

@@ -301,6 +301,9 @@ impl RoomService {
         room.depth = stored.depth.into();
         self.rooms.put(&mut batch, &short_room, &room);
         self.db.write(batch)?;
+        if let Some((_, parent)) = super::relations::relation_of(&stored) {
+            self.has_relations.invalidate(&parent.to_string());
+        }
         if let Some(short_event) = redacted {
             // Only after the write: see the event cache's module documentation.
             self.event_cache.invalidate(&short_event);

@@ -68,15 +68,32 @@ impl CachedEvent {
         })
     }
 
-    /// Appends the event in client format with `unsigned.age` relative to `now` — the same
-    /// document as [`Pdu::to_client_format`], without building a JSON tree.
-    pub fn write_client_json(&self, out: &mut Vec<u8>, now: u64) {
-        let sent: u64 = self.pdu.origin_server_ts.get().into();
-        let age = now.saturating_sub(sent);
+    /// Appends the event in client format with `unsigned.age` relative to `now` and the
+    /// `extra` unsigned fields — the same document as [`Pdu::to_client_format`] with those
+    /// fields added, without building a JSON tree.
+    pub fn write_client_json(
+        &self,
+        out: &mut Vec<u8>,
+        now: u64,
+        extra: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<()> {
         out.extend_from_slice(self.client_head.as_bytes());
+        for (key, value) in extra.into_iter().flatten() {
+            serde_json::to_writer(&mut *out, key).map_err(Error::internal)?;
+            out.push(b':');
+            serde_json::to_writer(&mut *out, value).map_err(Error::internal)?;
+            out.push(b',');
+        }
+        let sent: u64 = self.pdu.origin_server_ts.get().into();
         out.extend_from_slice(b"\"age\":");
-        out.extend_from_slice(age.to_string().as_bytes());
+        out.extend_from_slice(now.saturating_sub(sent).to_string().as_bytes());
         out.extend_from_slice(b"}}");
+        Ok(())
+    }
+
+    /// About how many bytes [`CachedEvent::write_client_json`] writes (for buffer sizing).
+    pub fn rendered_len_hint(&self) -> usize {
+        self.client_head.len() + 24
     }
 }
 
@@ -133,10 +150,18 @@ mod tests {
             let expected = pdu.to_client_format(5000);
             let cached = CachedEvent::new(pdu, location(1)).unwrap();
             let mut out = Vec::new();
-            cached.write_client_json(&mut out, 5000);
+            cached.write_client_json(&mut out, 5000, None).unwrap();
             let rendered: Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(rendered, expected);
             assert_eq!(rendered["unsigned"]["age"], 4000);
+            let extra = serde_json::Map::from_iter([("transaction_id".to_owned(), json!("t\"1"))]);
+            let mut out = Vec::new();
+            cached
+                .write_client_json(&mut out, 5000, Some(&extra))
+                .unwrap();
+            let mut expected = expected;
+            expected["unsigned"]["transaction_id"] = json!("t\"1");
+            assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), expected);
         }
     }
 }

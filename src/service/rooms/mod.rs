@@ -136,6 +136,9 @@ pub struct RoomService {
     /// written, so these caches need no invalidation.
     locations: Cache<String, EventLocation>,
     states_before: Cache<u64, u64>,
+    /// Whether an event (by id) is the parent of any relation; a new relation invalidates its
+    /// parent's entry.
+    has_relations: Cache<String, bool>,
     /// Redactions applied since start: derived data (unread counts) compares it to notice one.
     redactions: std::sync::atomic::AtomicU64,
 }
@@ -174,6 +177,7 @@ impl RoomService {
             event_cache: event_cache::EventCache::new(event_cache_entries),
             locations: Cache::new(event_cache_entries),
             states_before: Cache::new(event_cache_entries),
+            has_relations: Cache::new(event_cache_entries),
             redactions: std::sync::atomic::AtomicU64::new(0),
             keys,
             db,
@@ -262,6 +266,28 @@ impl RoomService {
             return Ok(None);
         };
         self.load_into_cache(location, lookup.epoch)
+    }
+
+    /// The event of a stored timeline row, through the event cache: the row is only scanned
+    /// for the event id.
+    pub fn cached_event_from_row(
+        &self,
+        raw: &[u8],
+    ) -> Result<Option<Arc<event_cache::CachedEvent>>> {
+        #[derive(Deserialize)]
+        struct EventIdOnly<'a> {
+            #[serde(borrow)]
+            event_id: std::borrow::Cow<'a, str>,
+        }
+        let probe: EventIdOnly = serde_json::from_slice(raw)
+            .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))?;
+        let Ok(event_id) = EventId::parse(probe.event_id.as_ref()) else {
+            return Ok(None);
+        };
+        match self.location(&event_id)? {
+            Some(location) => self.cached_event_at(location),
+            None => Ok(None),
+        }
     }
 
     /// The event stored at `location`, through the event cache.
@@ -401,10 +427,13 @@ impl RoomService {
         end.push(0xFF);
         let mut found = Vec::new();
         let mut start = prefix.clone();
-        // Page through the member index a few rows at a time until enough heroes are found.
+        // Page through the member index until enough heroes are found: the first page is just
+        // big enough when the first rows qualify (the usual case), later ones bigger.
+        let mut page = limit + 1;
         loop {
-            let rows = self.room_members.range(&start, &end, false, 32)?;
-            let exhausted = rows.len() < 32;
+            let rows = self.room_members.range(&start, &end, false, page)?;
+            let exhausted = rows.len() < page;
+            page = 32;
             for ((_, user), membership) in &rows {
                 if (membership == "join" || membership == "invite")
                     && user != except.as_str()

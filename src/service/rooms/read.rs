@@ -47,13 +47,22 @@ impl RoomService {
         viewer: Option<&Session>,
     ) -> Value {
         let mut event = pdu.to_client_format(now_millis());
-        if let (Some((device, txn)), Some(viewer)) = (&location.txn, viewer)
-            && viewer.user_id == pdu.sender
-            && viewer.device_id.as_str() == device
+        if let Some(txn) = viewer.and_then(|viewer| self.transaction_id_for(pdu, location, viewer))
         {
             event["unsigned"]["transaction_id"] = json!(txn);
         }
         event
+    }
+
+    /// The transaction id of an event, shown only to the device that sent it.
+    pub fn transaction_id_for<'a>(
+        &self,
+        pdu: &Pdu,
+        location: &'a EventLocation,
+        viewer: &Session,
+    ) -> Option<&'a str> {
+        let (device, txn) = location.txn.as_ref()?;
+        (viewer.user_id == pdu.sender && viewer.device_id.as_str() == device).then_some(txn)
     }
 
     /// Refuses users who have never been in the room, unless it is world-readable.

@@ -93,7 +93,15 @@ impl RoomService {
     /// `unsigned.m.relations` for an event as `viewer` sees it: the latest edit by the original
     /// sender (`m.replace`) and the thread summary (`m.thread`).
     pub fn aggregations(&self, pdu: &Pdu, viewer: Option<&Session>) -> Result<Option<Value>> {
+        // Most events have no relations: remember that instead of scanning for them each time.
+        let key = pdu.event_id.to_string();
+        let lookup = self.has_relations.get(&key);
+        if lookup.value == Some(false) {
+            return Ok(None);
+        }
         let relations = self.relations_of(&pdu.event_id)?;
+        self.has_relations
+            .insert(key, !relations.is_empty(), lookup.epoch);
         if relations.is_empty() {
             return Ok(None);
         }

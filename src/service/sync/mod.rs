@@ -17,15 +17,13 @@ mod render;
 
 pub use filter::{FilterStore, SyncFilter};
 pub use render::SyncResponse;
-use render::{JoinedRoom, LeftRoom, SyncBody, Timeline};
+use render::{JoinedRoom, LeftRoom, SyncBody, Timeline, TimelineEvent};
 
 use crate::{
     error::{Error, Result},
     service::{
         Services,
-        rooms::{
-            EventLocation, Membership, Pdu, RoomRecord, event_cache::CachedEvent, read::EventFilter,
-        },
+        rooms::{Membership, RoomRecord, event_cache::CachedEvent, read::EventFilter},
         sessions::Session,
     },
     storage::KeyCodec,
@@ -171,7 +169,8 @@ impl Services {
     }
 
     /// Timeline events of a room in `(since, until]`, newest `limit`, oldest first; and whether
-    /// more matching events were left out.
+    /// more matching events were left out. Events come through the event cache: each stored
+    /// row is only scanned for its event id.
     fn timeline(
         &self,
         session: &Session,
@@ -180,7 +179,7 @@ impl Services {
         until: u64,
         filter: &EventFilter,
         limit: usize,
-    ) -> Result<(Vec<(EventLocation, Pdu)>, bool)> {
+    ) -> Result<(Vec<Arc<CachedEvent>>, bool)> {
         let start = (short_room, since.saturating_add(1)).encode();
         let end = (short_room, until.saturating_add(1)).encode();
         let mut events = Vec::new();
@@ -188,26 +187,24 @@ impl Services {
         let mut visibility = HashMap::new();
         for row in self.rooms.timeline_range(&start, &end) {
             let (_, raw) = row?;
-            let pdu = Pdu::from_slice(&raw)?;
-            if !filter.matches(&pdu) {
-                continue;
-            }
-            let Some(location) = self.rooms.location(&pdu.event_id)? else {
+            let Some(event) = self.rooms.cached_event_from_row(&raw)? else {
                 continue;
             };
-            if !self.rooms.user_can_see_cached(
-                &session.user_id,
-                &pdu,
-                &location,
-                &mut visibility,
-            )? {
+            if !filter.matches(&event.pdu)
+                || !self.rooms.user_can_see_cached(
+                    &session.user_id,
+                    &event.pdu,
+                    &event.location,
+                    &mut visibility,
+                )?
+            {
                 continue;
             }
             if events.len() >= limit {
                 limited = true;
                 break;
             }
-            events.push((location, pdu));
+            events.push(event);
         }
         events.reverse();
         Ok((events, limited))
@@ -218,11 +215,11 @@ impl Services {
     fn state_at_timeline_start(
         &self,
         short_room: u64,
-        events: &[(EventLocation, Pdu)],
+        events: &[Arc<CachedEvent>],
         position: u64,
     ) -> Result<HashMap<u64, u64>> {
         match events.first() {
-            Some((location, _)) => self.rooms.state_map_before(location.short_event),
+            Some(first) => self.rooms.state_map_before(first.location.short_event),
             None => self.rooms.state_map_after(short_room, position),
         }
     }
@@ -262,23 +259,29 @@ impl Services {
         Ok(events)
     }
 
-    /// Client-format timeline events (with the viewer's transaction ids and, for joined
-    /// rooms, aggregations).
+    /// Timeline events with what `unsigned` adds for the viewer: their transaction id on
+    /// their own events and, for joined rooms, aggregations.
     fn timeline_events(
         &self,
         session: &Session,
-        events: &[(EventLocation, Pdu)],
+        events: Vec<Arc<CachedEvent>>,
         aggregations: bool,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<TimelineEvent>> {
         let mut timeline = Vec::with_capacity(events.len());
-        for (location, pdu) in events {
-            let event = if aggregations {
-                self.rooms
-                    .client_event_with_aggregations(pdu, location, Some(session))?
-            } else {
-                self.rooms.client_event(pdu, location, Some(session))
-            };
-            timeline.push(event);
+        for event in events {
+            let mut unsigned = Map::new();
+            if let Some(txn) = self
+                .rooms
+                .transaction_id_for(&event.pdu, &event.location, session)
+            {
+                unsigned.insert("transaction_id".into(), Value::String(txn.to_owned()));
+            }
+            if aggregations
+                && let Some(relations) = self.rooms.aggregations(&event.pdu, Some(session))?
+            {
+                unsigned.insert("m.relations".into(), relations);
+            }
+            timeline.push(TimelineEvent { event, unsigned });
         }
         Ok(timeline)
     }
@@ -309,9 +312,9 @@ impl Services {
             filter.timeline_limit,
         )?;
         // Events of ignored users are hidden (spec: m.ignored_user_list).
-        let events: Vec<(EventLocation, Pdu)> = events
+        let events: Vec<Arc<CachedEvent>> = events
             .into_iter()
-            .filter(|(_, e)| !ignored.contains(e.sender.as_str()))
+            .filter(|e| !ignored.contains(e.pdu.sender.as_str()))
             .collect();
         let newly_joined = since.is_some_and(|s| membership.count > s);
         let mut ephemeral = Vec::new();
@@ -361,9 +364,9 @@ impl Services {
                 .fold(unread.main, |acc, (n, h)| (acc.0 + n, acc.1 + h));
             (total, None)
         };
-        let senders: HashSet<String> = events.iter().map(|(_, e)| e.sender.to_string()).collect();
+        let senders: HashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
         let timeline_ids: HashSet<String> =
-            events.iter().map(|(_, e)| e.event_id.to_string()).collect();
+            events.iter().map(|e| e.pdu.event_id.to_string()).collect();
         let start_state = self.state_at_timeline_start(short_room, &events, next_batch)?;
         let state_entries: Vec<u64> = if since.is_none() || full_state || newly_joined {
             start_state.into_values().collect()
@@ -381,10 +384,10 @@ impl Services {
         let state = self.state_events(session, state_entries, filter, &senders, &timeline_ids)?;
         let prev_batch = events
             .first()
-            .map_or(from, |(location, _)| location.count.saturating_sub(1));
+            .map_or(from, |e| e.location.count.saturating_sub(1));
         Ok(Some(JoinedRoom {
             timeline: Timeline {
-                events: self.timeline_events(session, &events, true)?,
+                events: self.timeline_events(session, events, true)?,
                 limited,
                 prev_batch,
             },
@@ -417,7 +420,7 @@ impl Services {
             &filter.timeline,
             filter.timeline_limit,
         )?;
-        let senders: HashSet<String> = events.iter().map(|(_, e)| e.sender.to_string()).collect();
+        let senders: HashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
         let start_state = self.state_at_timeline_start(short_room, &events, membership.count)?;
         let state = self.state_events(
             session,
@@ -428,10 +431,10 @@ impl Services {
         )?;
         let prev_batch = events
             .first()
-            .map_or(from, |(location, _)| location.count.saturating_sub(1));
+            .map_or(from, |e| e.location.count.saturating_sub(1));
         Ok(Some(LeftRoom {
             timeline: Timeline {
-                events: self.timeline_events(session, &events, false)?,
+                events: self.timeline_events(session, events, false)?,
                 limited,
                 prev_batch,
             },

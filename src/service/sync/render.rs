@@ -21,8 +21,15 @@ pub struct SyncResponse {
     pub has_updates: bool,
 }
 
+/// A timeline event and what its `unsigned` gets for this viewer (transaction id,
+/// aggregations).
+pub(super) struct TimelineEvent {
+    pub event: Arc<CachedEvent>,
+    pub unsigned: Map<String, Value>,
+}
+
 pub(super) struct Timeline {
-    pub events: Vec<Value>,
+    pub events: Vec<TimelineEvent>,
     pub limited: bool,
     pub prev_batch: u64,
 }
@@ -91,20 +98,29 @@ impl Writer {
     }
 
     /// `{"events":[…]}` of pre-rendered events.
-    fn cached_events(&mut self, events: &[Arc<CachedEvent>]) {
+    fn cached_events(&mut self, events: &[Arc<CachedEvent>]) -> Result<()> {
         self.raw("{\"events\":[");
         for (i, event) in events.iter().enumerate() {
             if i > 0 {
                 self.raw(",");
             }
-            event.write_client_json(&mut self.out, self.now);
+            event.write_client_json(&mut self.out, self.now, None)?;
         }
         self.raw("]}");
+        Ok(())
     }
 
     fn timeline(&mut self, timeline: &Timeline) -> Result<()> {
-        self.raw("{\"events\":");
-        self.value(&timeline.events)?;
+        self.raw("{\"events\":[");
+        for (i, item) in timeline.events.iter().enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            let extra = (!item.unsigned.is_empty()).then_some(&item.unsigned);
+            item.event
+                .write_client_json(&mut self.out, self.now, extra)?;
+        }
+        self.raw("]");
         self.raw(if timeline.limited {
             ",\"limited\":true,\"prev_batch\":\""
         } else {
@@ -119,7 +135,7 @@ impl Writer {
         self.raw("{\"timeline\":");
         self.timeline(&room.timeline)?;
         self.raw(",\"state\":");
-        self.cached_events(&room.state);
+        self.cached_events(&room.state)?;
         self.raw(",\"summary\":");
         self.value(&room.summary)?;
         self.raw(",\"account_data\":");
@@ -142,7 +158,7 @@ impl Writer {
         self.raw("{\"timeline\":");
         self.timeline(&room.timeline)?;
         self.raw(",\"state\":");
-        self.cached_events(&room.state);
+        self.cached_events(&room.state)?;
         self.raw("}");
         Ok(())
     }
@@ -165,8 +181,19 @@ impl Writer {
 impl SyncBody {
     /// The response document; pre-rendered events get `unsigned.age` relative to `now`.
     pub fn render(&self, now: u64) -> Result<Vec<u8>> {
+        // Sized up front: a large initial sync would otherwise be copied by a dozen regrowths.
+        let events_len: usize = self
+            .join
+            .values()
+            .flat_map(|room| {
+                room.state
+                    .iter()
+                    .chain(room.timeline.events.iter().map(|e| &e.event))
+            })
+            .map(|event| event.rendered_len_hint())
+            .sum();
         let mut w = Writer {
-            out: Vec::with_capacity(4096),
+            out: Vec::with_capacity(4096 + events_len + 1024 * self.join.len()),
             now,
         };
         w.raw("{\"next_batch\":\"");
@@ -222,7 +249,10 @@ mod tests {
     fn renders_valid_json_of_the_sync_shape() {
         let joined = JoinedRoom {
             timeline: Timeline {
-                events: vec![json!({ "type": "m.room.message" })],
+                events: vec![TimelineEvent {
+                    event: member_event(3),
+                    unsigned: Map::from_iter([("transaction_id".to_owned(), json!("t1"))]),
+                }],
                 limited: true,
                 prev_batch: 7,
             },
@@ -257,6 +287,12 @@ mod tests {
         let room = &parsed["rooms"]["join"]["!r:example.org"];
         assert_eq!(parsed["next_batch"], "42");
         assert_eq!(room["timeline"]["limited"], true);
+        assert_eq!(room["timeline"]["events"][0]["event_id"], "$e3:example.org");
+        assert_eq!(
+            room["timeline"]["events"][0]["unsigned"]["transaction_id"],
+            "t1"
+        );
+        assert_eq!(room["timeline"]["events"][0]["unsigned"]["age"], 500);
         assert_eq!(room["timeline"]["prev_batch"], "7");
         assert_eq!(room["state"]["events"].as_array().unwrap().len(), 2);
         assert_eq!(room["state"]["events"][1]["event_id"], "$e2:example.org");
