@@ -9,20 +9,28 @@
 //! with its lookup and passes it back to [`Cache::insert`], which drops the value if any
 //! invalidation happened in between — the value may have been read before the write.
 
-use std::{collections::HashMap, hash::Hash, sync::Mutex};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, Hash, RandomState},
+    sync::Mutex,
+};
 
-struct Generations<K, V> {
-    current: HashMap<K, V>,
-    previous: HashMap<K, V>,
+struct Generations<K, V, S> {
+    current: HashMap<K, V, S>,
+    previous: HashMap<K, V, S>,
     /// Bumped by every invalidation.
     epoch: u64,
 }
 
-/// See the module documentation.
-pub struct Cache<K, V> {
-    inner: Mutex<Generations<K, V>>,
+/// See the module documentation. `S` hashes keys: the default resists chosen keys; caches
+/// keyed by server-assigned numbers use [`NumberKeys`].
+pub struct Cache<K, V, S = RandomState> {
+    inner: Mutex<Generations<K, V, S>>,
     generation_size: usize,
 }
+
+/// Fast hashing for keys the server assigns itself (short ids, stream positions).
+pub type NumberKeys = rustc_hash::FxBuildHasher;
 
 /// A lookup's answer: the value if cached, and the epoch to insert a freshly derived one with.
 pub struct Lookup<V> {
@@ -30,20 +38,20 @@ pub struct Lookup<V> {
     pub epoch: u64,
 }
 
-impl<K: Hash + Eq, V: Clone> Cache<K, V> {
+impl<K: Hash + Eq, V: Clone, S: BuildHasher + Default> Cache<K, V, S> {
     /// A cache holding between `capacity / 2` and `capacity` entries.
     pub fn new(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Generations {
-                current: HashMap::new(),
-                previous: HashMap::new(),
+                current: HashMap::default(),
+                previous: HashMap::default(),
                 epoch: 0,
             }),
             generation_size: (capacity / 2).max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations<K, V>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations<K, V, S>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -75,7 +83,7 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         }
     }
 
-    fn put(&self, generations: &mut Generations<K, V>, key: K, value: V) {
+    fn put(&self, generations: &mut Generations<K, V, S>, key: K, value: V) {
         if generations.current.len() >= self.generation_size
             && !generations.current.contains_key(&key)
         {
@@ -113,7 +121,7 @@ mod tests {
 
     #[test]
     fn generations_bound_the_size_and_keep_recent_hits() {
-        let cache = Cache::new(4);
+        let cache: Cache<u64, &str, NumberKeys> = Cache::new(4);
         cache.insert(0, "a", 0);
         cache.insert(1, "b", 0);
         // The first generation is full: 2 starts a new one, 0 and 1 become the previous one.
@@ -132,7 +140,7 @@ mod tests {
 
     #[test]
     fn an_invalidation_stops_a_stale_insert() {
-        let cache = Cache::new(8);
+        let cache: Cache<u64, &str> = Cache::new(8);
         let lookup = cache.get(&7);
         assert_eq!(lookup.value, None);
         cache.invalidate(&7);

@@ -98,7 +98,8 @@ impl CachedEvent {
 }
 
 /// Events by short event id.
-pub type EventCache = crate::service::cache::Cache<u64, Arc<CachedEvent>>;
+pub type EventCache =
+    crate::service::cache::Cache<u64, Arc<CachedEvent>, crate::service::cache::NumberKeys>;
 
 #[cfg(test)]
 mod tests {

@@ -33,7 +33,10 @@ pub use pdu::Pdu;
 
 use crate::{
     error::{Error, Result},
-    service::{cache::Cache, keys::ServerKeys},
+    service::{
+        cache::{Cache, NumberKeys},
+        keys::ServerKeys,
+    },
     storage::{Cf, Db, Table},
 };
 
@@ -135,7 +138,11 @@ pub struct RoomService {
     /// Event id → location, and event → state snapshot before it: both never change once
     /// written, so these caches need no invalidation.
     locations: Cache<String, EventLocation>,
-    states_before: Cache<u64, u64>,
+    states_before: Cache<u64, u64, NumberKeys>,
+    /// Timeline position (short room, count) → short event id (never changes either).
+    positions: Cache<(u64, u64), u64, NumberKeys>,
+    /// Room id → short room id (never changes).
+    short_rooms: Cache<String, u64>,
     /// Whether an event (by id) is the parent of any relation; a new relation invalidates its
     /// parent's entry.
     has_relations: Cache<String, bool>,
@@ -178,6 +185,8 @@ impl RoomService {
             locations: Cache::new(event_cache_entries),
             states_before: Cache::new(event_cache_entries),
             has_relations: Cache::new(event_cache_entries),
+            positions: Cache::new(event_cache_entries),
+            short_rooms: Cache::new(event_cache_entries),
             redactions: std::sync::atomic::AtomicU64::new(0),
             keys,
             db,
@@ -195,10 +204,24 @@ impl RoomService {
 
     /// The short id and record of a known room.
     pub fn room(&self, room_id: &RoomId) -> Result<Option<(u64, RoomRecord)>> {
-        let Some(short) = self.room_shorts.get(&room_id.as_str().to_owned())? else {
+        let Some(short) = self.short_room(room_id)? else {
             return Ok(None);
         };
         Ok(self.rooms.get(&short)?.map(|record| (short, record)))
+    }
+
+    /// The short id of a known room.
+    pub fn short_room(&self, room_id: &RoomId) -> Result<Option<u64>> {
+        let key = room_id.as_str().to_owned();
+        let lookup = self.short_rooms.get(&key);
+        if lookup.value.is_some() {
+            return Ok(lookup.value);
+        }
+        let short = self.room_shorts.get(&key)?;
+        if let Some(short) = short {
+            self.short_rooms.insert(key, short, lookup.epoch);
+        }
+        Ok(short)
     }
 
     fn known_room(&self, room_id: &RoomId) -> Result<(u64, RoomRecord)> {
@@ -268,10 +291,11 @@ impl RoomService {
         self.load_into_cache(location, lookup.epoch)
     }
 
-    /// The event of a stored timeline row, through the event cache: the row is only scanned
-    /// for the event id.
+    /// The event of a stored timeline row, through the event cache: a row seen before is not
+    /// parsed at all, a new one only scanned for its event id.
     pub fn cached_event_from_row(
         &self,
+        position: (u64, u64),
         raw: &[u8],
     ) -> Result<Option<Arc<event_cache::CachedEvent>>> {
         #[derive(Deserialize)]
@@ -279,15 +303,21 @@ impl RoomService {
             #[serde(borrow)]
             event_id: std::borrow::Cow<'a, str>,
         }
+        let lookup = self.positions.get(&position);
+        if let Some(short_event) = lookup.value {
+            return self.cached_event(short_event);
+        }
         let probe: EventIdOnly = serde_json::from_slice(raw)
             .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))?;
         let Ok(event_id) = EventId::parse(probe.event_id.as_ref()) else {
             return Ok(None);
         };
-        match self.location(&event_id)? {
-            Some(location) => self.cached_event_at(location),
-            None => Ok(None),
-        }
+        let Some(location) = self.location(&event_id)? else {
+            return Ok(None);
+        };
+        self.positions
+            .insert(position, location.short_event, lookup.epoch);
+        self.cached_event_at(location)
     }
 
     /// The event stored at `location`, through the event cache.
@@ -323,7 +353,7 @@ impl RoomService {
         event_type: &StateEventType,
         state_key: &str,
     ) -> Result<Option<Pdu>> {
-        let Some(short_room) = self.room_shorts.get(&room_id.as_str().to_owned())? else {
+        let Some(short_room) = self.short_room(room_id)? else {
             return Ok(None);
         };
         self.state_event_in(short_room, None, event_type, state_key)

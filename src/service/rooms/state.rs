@@ -45,9 +45,13 @@ pub struct StateStore {
     short_key_lock: Mutex<()>,
     /// Recently loaded snapshots.
     cache: Mutex<HashMap<u64, Arc<StateMap>>>,
+    /// `(type, state key)` → short id; assigned once, never changed.
+    short_keys: crate::service::cache::Cache<String, u64>,
 }
 
 const CACHE_LIMIT: usize = 256;
+/// Short state keys kept in memory (one per member of every busy room, and a few more).
+const SHORT_KEYS_CACHED: usize = 16_384;
 
 fn state_key_string(event_type: &str, state_key: &str) -> String {
     format!("{event_type}\u{ff}{state_key}")
@@ -63,22 +67,30 @@ impl StateStore {
             db,
             short_key_lock: Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
+            short_keys: crate::service::cache::Cache::new(SHORT_KEYS_CACHED),
         }
     }
 
     /// The short id of `(event_type, state_key)`, if one was ever assigned.
     pub fn short_state_key(&self, event_type: &str, state_key: &str) -> Result<Option<u64>> {
-        Ok(self
-            .short_by_key
-            .get(&state_key_string(event_type, state_key))?)
+        let key = state_key_string(event_type, state_key);
+        let lookup = self.short_keys.get(&key);
+        if lookup.value.is_some() {
+            return Ok(lookup.value);
+        }
+        let short = self.short_by_key.get(&key)?;
+        if let Some(short) = short {
+            self.short_keys.insert(key, short, lookup.epoch);
+        }
+        Ok(short)
     }
 
     /// The short id of `(event_type, state_key)`, assigning one (in its own write) if needed.
     pub fn ensure_short_state_key(&self, event_type: &str, state_key: &str) -> Result<u64> {
-        let key = state_key_string(event_type, state_key);
-        if let Some(short) = self.short_by_key.get(&key)? {
+        if let Some(short) = self.short_state_key(event_type, state_key)? {
             return Ok(short);
         }
+        let key = state_key_string(event_type, state_key);
         let _guard = self
             .short_key_lock
             .lock()

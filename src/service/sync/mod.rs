@@ -186,8 +186,8 @@ impl Services {
         let mut limited = false;
         let mut visibility = HashMap::new();
         for row in self.rooms.timeline_range(&start, &end) {
-            let (_, raw) = row?;
-            let Some(event) = self.rooms.cached_event_from_row(&raw)? else {
+            let (position, raw) = row?;
+            let Some(event) = self.rooms.cached_event_from_row(position, &raw)? else {
                 continue;
             };
             if !filter.matches(&event.pdu)
