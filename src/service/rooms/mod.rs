@@ -141,6 +141,9 @@ pub struct RoomService {
     states_before: Cache<u64, u64, NumberKeys>,
     /// Timeline position (short room, count) → short event id (never changes either).
     positions: Cache<(u64, u64), u64, NumberKeys>,
+    /// Per room: the state snapshot, how many members were asked for, and the first members
+    /// in user id order (sync heroes).
+    heroes: Cache<u64, (u64, usize, Arc<Vec<ruma::OwnedUserId>>), NumberKeys>,
     /// Room id → short room id (never changes).
     short_rooms: Cache<String, u64>,
     /// Whether an event (by id) is the parent of any relation; a new relation invalidates its
@@ -187,6 +190,7 @@ impl RoomService {
             has_relations: Cache::new(event_cache_entries),
             positions: Cache::new(event_cache_entries),
             short_rooms: Cache::new(event_cache_entries),
+            heroes: Cache::new(event_cache_entries),
             redactions: std::sync::atomic::AtomicU64::new(0),
             keys,
             db,
@@ -444,14 +448,42 @@ impl RoomService {
             .collect())
     }
 
-    /// Up to `limit` local or remote users joined to or invited into the room other than
-    /// `except`, in user id order (sync heroes), without reading the whole member list.
-    pub fn some_members(
+    /// Sync heroes: up to `limit` users joined to or invited into the room other than
+    /// `except`, in user id order. The first few members are cached per room and state
+    /// snapshot (`state_hash`, from the room record), so a new membership is seen at once.
+    pub fn heroes(
         &self,
         room_id: &RoomId,
+        short_room: u64,
+        state_hash: u64,
         except: &UserId,
         limit: usize,
     ) -> Result<Vec<ruma::OwnedUserId>> {
+        let lookup = self.heroes.get(&short_room);
+        let members = match lookup.value {
+            Some((hash, fetched, members)) if hash == state_hash && fetched > limit => members,
+            _ => {
+                // One more than needed, in case `except` is among them.
+                let members = Arc::new(self.some_members(room_id, limit + 1)?);
+                self.heroes.insert(
+                    short_room,
+                    (state_hash, limit + 1, members.clone()),
+                    lookup.epoch,
+                );
+                members
+            }
+        };
+        Ok(members
+            .iter()
+            .filter(|user| *user != except)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    /// Up to `limit` local or remote users joined to or invited into the room, in user id
+    /// order, without reading the whole member list.
+    fn some_members(&self, room_id: &RoomId, limit: usize) -> Result<Vec<ruma::OwnedUserId>> {
         let prefix = crate::storage::codec::prefix(room_id.as_str());
         let mut end = prefix.clone();
         end.push(0xFF);
@@ -466,7 +498,6 @@ impl RoomService {
             page = 32;
             for ((_, user), membership) in &rows {
                 if (membership == "join" || membership == "invite")
-                    && user != except.as_str()
                     && let Ok(user) = UserId::parse(user)
                 {
                     found.push(user);

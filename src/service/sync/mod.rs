@@ -225,15 +225,13 @@ impl Services {
     }
 
     /// Client-format state events for the given entries, honouring the state filter and
-    /// lazy-loading (members only for `senders`, plus the user), leaving out `skip` (events
-    /// the timeline already carries).
+    /// lazy-loading (members only for `senders`, plus the user).
     fn state_events(
         &self,
         session: &Session,
         entries: impl IntoIterator<Item = u64>,
         filter: &SyncFilter,
         senders: &HashSet<String>,
-        skip: &HashSet<String>,
     ) -> Result<Vec<Arc<CachedEvent>>> {
         let lazy = filter.state.lazy_load_members || filter.timeline.lazy_load_members;
         let mut events = Vec::new();
@@ -242,7 +240,7 @@ impl Services {
                 continue;
             };
             let pdu = &cached.pdu;
-            if !filter.state.matches(pdu) || skip.contains(pdu.event_id.as_str()) {
+            if !filter.state.matches(pdu) {
                 continue;
             }
             if lazy
@@ -365,23 +363,28 @@ impl Services {
             (total, None)
         };
         let senders: HashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
-        let timeline_ids: HashSet<String> =
-            events.iter().map(|e| e.pdu.event_id.to_string()).collect();
+        // State the timeline already carries is not repeated.
+        let in_timeline: HashSet<u64> = events.iter().map(|e| e.location.short_event).collect();
         let start_state = self.state_at_timeline_start(short_room, &events, next_batch)?;
         let state_entries: Vec<u64> = if since.is_none() || full_state || newly_joined {
-            start_state.into_values().collect()
+            start_state
+                .into_values()
+                .filter(|e| !in_timeline.contains(e))
+                .collect()
         } else if limited {
             // A gap: send what changed between `since` and the start of the timeline.
             let before = self.rooms.state_map_after(short_room, from)?;
             start_state
                 .into_iter()
-                .filter(|(key, event)| before.get(key) != Some(event))
+                .filter(|(key, event)| {
+                    before.get(key) != Some(event) && !in_timeline.contains(event)
+                })
                 .map(|(_, event)| event)
                 .collect()
         } else {
             Vec::new()
         };
-        let state = self.state_events(session, state_entries, filter, &senders, &timeline_ids)?;
+        let state = self.state_events(session, state_entries, filter, &senders)?;
         let prev_batch = events
             .first()
             .map_or(from, |e| e.location.count.saturating_sub(1));
@@ -392,7 +395,7 @@ impl Services {
                 prev_batch,
             },
             state,
-            summary: self.room_summary(room_id, &record, &session.user_id)?,
+            summary: self.room_summary(room_id, short_room, &record, &session.user_id)?,
             account_data,
             ephemeral,
             unread: main,
@@ -422,13 +425,7 @@ impl Services {
         )?;
         let senders: HashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
         let start_state = self.state_at_timeline_start(short_room, &events, membership.count)?;
-        let state = self.state_events(
-            session,
-            start_state.into_values(),
-            filter,
-            &senders,
-            &HashSet::new(),
-        )?;
+        let state = self.state_events(session, start_state.into_values(), filter, &senders)?;
         let prev_batch = events
             .first()
             .map_or(from, |e| e.location.count.saturating_sub(1));
@@ -443,8 +440,16 @@ impl Services {
     }
 
     /// `summary`: heroes (up to five other members) and member counts.
-    fn room_summary(&self, room_id: &RoomId, room: &RoomRecord, user: &UserId) -> Result<Value> {
-        let heroes = self.rooms.some_members(room_id, user, 5)?;
+    fn room_summary(
+        &self,
+        room_id: &RoomId,
+        short_room: u64,
+        room: &RoomRecord,
+        user: &UserId,
+    ) -> Result<Value> {
+        let heroes = self
+            .rooms
+            .heroes(room_id, short_room, room.state_hash, user, 5)?;
         Ok(json!({
             "m.heroes": heroes,
             "m.joined_member_count": room.joined_members,
