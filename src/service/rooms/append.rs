@@ -307,6 +307,7 @@ impl RoomService {
         if let Some(short_event) = redacted {
             // Only after the write: see the event cache's module documentation.
             self.event_cache.invalidate(&short_event);
+            self.snapshot_events.invalidate_all();
             self.redactions
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }

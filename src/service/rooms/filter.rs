@@ -47,7 +47,13 @@ impl EventFilter {
     }
 
     pub fn matches(&self, pdu: &Pdu) -> bool {
-        if !self.matches_type_and_sender(&pdu.kind.to_string(), Some(pdu.sender.as_str())) {
+        let restricts_events = self.types.is_some()
+            || !self.not_types.is_empty()
+            || self.senders.is_some()
+            || !self.not_senders.is_empty();
+        if restricts_events
+            && !self.matches_type_and_sender(&pdu.kind.to_string(), Some(pdu.sender.as_str()))
+        {
             return false;
         }
         if let Some(wanted) = self.contains_url {

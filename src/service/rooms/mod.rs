@@ -108,6 +108,9 @@ impl NewEvent {
     }
 }
 
+/// State snapshots whose event lists are kept (each holds its events in memory).
+const SNAPSHOTS_CACHED: usize = 256;
+
 /// The largest PDU the spec allows, in bytes.
 pub const MAX_PDU_BYTES: usize = 65_536;
 
@@ -144,6 +147,9 @@ pub struct RoomService {
     /// Per room: the state snapshot, how many members were asked for, and the first members
     /// in user id order (sync heroes).
     heroes: Cache<u64, (u64, usize, Arc<Vec<ruma::OwnedUserId>>), NumberKeys>,
+    /// Snapshot → its state events, shared by the syncs of every member (a redaction clears
+    /// it, like the event cache).
+    snapshot_events: Cache<u64, Arc<Vec<Arc<event_cache::CachedEvent>>>, NumberKeys>,
     /// Room id → short room id (never changes).
     short_rooms: Cache<String, u64>,
     /// Whether an event (by id) is the parent of any relation; a new relation invalidates its
@@ -191,6 +197,7 @@ impl RoomService {
             positions: Cache::new(event_cache_entries),
             short_rooms: Cache::new(event_cache_entries),
             heroes: Cache::new(event_cache_entries),
+            snapshot_events: Cache::new(SNAPSHOTS_CACHED),
             redactions: std::sync::atomic::AtomicU64::new(0),
             keys,
             db,
@@ -322,6 +329,26 @@ impl RoomService {
         self.positions
             .insert(position, location.short_event, lookup.epoch);
         self.cached_event_at(location)
+    }
+
+    /// Every state event of a snapshot (0: the empty one), through the event cache.
+    pub fn snapshot_events(&self, hash: u64) -> Result<Arc<Vec<Arc<event_cache::CachedEvent>>>> {
+        let lookup = self.snapshot_events.get(&hash);
+        if let Some(events) = lookup.value {
+            return Ok(events);
+        }
+        let mut events = Vec::new();
+        if hash != 0 {
+            for short_event in self.state.load(hash)?.values() {
+                if let Some(event) = self.cached_event(*short_event)? {
+                    events.push(event);
+                }
+            }
+        }
+        let events = Arc::new(events);
+        self.snapshot_events
+            .insert(hash, events.clone(), lookup.epoch);
+        Ok(events)
     }
 
     /// The event stored at `location`, through the event cache.

@@ -233,28 +233,44 @@ impl Services {
         filter: &SyncFilter,
         senders: &HashSet<String>,
     ) -> Result<Vec<Arc<CachedEvent>>> {
-        let lazy = filter.state.lazy_load_members || filter.timeline.lazy_load_members;
         let mut events = Vec::new();
         for short_event in entries {
-            let Some(cached) = self.rooms.cached_event(short_event)? else {
-                continue;
-            };
-            let pdu = &cached.pdu;
-            if !filter.state.matches(pdu) {
-                continue;
-            }
-            if lazy
-                && pdu.kind == ruma::events::TimelineEventType::RoomMember
-                && pdu
-                    .state_key
-                    .as_deref()
-                    .is_some_and(|k| k != session.user_id.as_str() && !senders.contains(k))
+            if let Some(cached) = self.rooms.cached_event(short_event)?
+                && wanted_state_event(&cached, session, filter, senders)
             {
-                continue;
+                events.push(cached);
             }
-            events.push(cached);
         }
         Ok(events)
+    }
+
+    /// The whole state at the start of a timeline (so none of the timeline's events), as
+    /// [`Services::state_events`] filters it. With a timeline this is a stored snapshot, whose
+    /// event list is cached and shared by every member's sync.
+    fn full_state_at_timeline_start(
+        &self,
+        session: &Session,
+        short_room: u64,
+        events: &[Arc<CachedEvent>],
+        position: u64,
+        filter: &SyncFilter,
+        senders: &HashSet<String>,
+    ) -> Result<Vec<Arc<CachedEvent>>> {
+        let Some(first) = events.first() else {
+            let state = self.rooms.state_map_after(short_room, position)?;
+            return self.state_events(session, state.into_values(), filter, senders);
+        };
+        let hash = self
+            .rooms
+            .state_hash_before(first.location.short_event)?
+            .unwrap_or(0);
+        Ok(self
+            .rooms
+            .snapshot_events(hash)?
+            .iter()
+            .filter(|e| wanted_state_event(e, session, filter, senders))
+            .cloned()
+            .collect())
     }
 
     /// Timeline events with what `unsigned` adds for the viewer: their transaction id on
@@ -363,28 +379,22 @@ impl Services {
             (total, None)
         };
         let senders: HashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
-        // State the timeline already carries is not repeated.
-        let in_timeline: HashSet<u64> = events.iter().map(|e| e.location.short_event).collect();
-        let start_state = self.state_at_timeline_start(short_room, &events, next_batch)?;
-        let state_entries: Vec<u64> = if since.is_none() || full_state || newly_joined {
-            start_state
-                .into_values()
-                .filter(|e| !in_timeline.contains(e))
-                .collect()
+        let state = if since.is_none() || full_state || newly_joined {
+            self.full_state_at_timeline_start(
+                session, short_room, &events, next_batch, filter, &senders,
+            )?
         } else if limited {
             // A gap: send what changed between `since` and the start of the timeline.
+            let start_state = self.state_at_timeline_start(short_room, &events, next_batch)?;
             let before = self.rooms.state_map_after(short_room, from)?;
-            start_state
+            let changed = start_state
                 .into_iter()
-                .filter(|(key, event)| {
-                    before.get(key) != Some(event) && !in_timeline.contains(event)
-                })
-                .map(|(_, event)| event)
-                .collect()
+                .filter(|(key, event)| before.get(key) != Some(event))
+                .map(|(_, event)| event);
+            self.state_events(session, changed, filter, &senders)?
         } else {
             Vec::new()
         };
-        let state = self.state_events(session, state_entries, filter, &senders)?;
         let prev_batch = events
             .first()
             .map_or(from, |e| e.location.count.saturating_sub(1));
@@ -424,8 +434,14 @@ impl Services {
             filter.timeline_limit,
         )?;
         let senders: HashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
-        let start_state = self.state_at_timeline_start(short_room, &events, membership.count)?;
-        let state = self.state_events(session, start_state.into_values(), filter, &senders)?;
+        let state = self.full_state_at_timeline_start(
+            session,
+            short_room,
+            &events,
+            membership.count,
+            filter,
+            &senders,
+        )?;
         let prev_batch = events
             .first()
             .map_or(from, |e| e.location.count.saturating_sub(1));
@@ -466,4 +482,25 @@ pub fn parse_since(token: Option<&str>) -> Result<Option<u64>> {
                 .map_err(|_| Error::invalid_param(format!("Invalid since token {t:?}")))
         })
         .transpose()
+}
+
+/// Whether a state event passes the state filter and lazy-loading (members only for
+/// `senders`, plus the user).
+fn wanted_state_event(
+    event: &CachedEvent,
+    session: &Session,
+    filter: &SyncFilter,
+    senders: &HashSet<String>,
+) -> bool {
+    let pdu = &event.pdu;
+    if !filter.state.matches(pdu) {
+        return false;
+    }
+    let lazy = filter.state.lazy_load_members || filter.timeline.lazy_load_members;
+    !(lazy
+        && pdu.kind == ruma::events::TimelineEventType::RoomMember
+        && pdu
+            .state_key
+            .as_deref()
+            .is_some_and(|k| k != session.user_id.as_str() && !senders.contains(k)))
 }
