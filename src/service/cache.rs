@@ -100,6 +100,20 @@ impl<K: Hash + Eq, V: Clone, S: BuildHasher + Default> Cache<K, V, S> {
         generations.previous.remove(key);
     }
 
+    /// Replaces an entry by `change(entry)` if it is cached, and — cached or not — stops
+    /// inserts of values derived before this call, like [`Cache::invalidate`]. For entries
+    /// that follow appends (the change is applied here instead of being re-derived). Call after
+    /// the change is written.
+    pub fn update(&self, key: &K, change: impl FnOnce(&V) -> V) {
+        let mut generations = self.lock();
+        generations.epoch += 1;
+        if let Some(value) = generations.current.get_mut(key) {
+            *value = change(value);
+        } else if let Some(value) = generations.previous.get_mut(key) {
+            *value = change(value);
+        }
+    }
+
     /// Forgets everything. Call after the change is written.
     pub fn invalidate_all(&self) {
         let mut generations = self.lock();
@@ -155,5 +169,22 @@ mod tests {
         assert_eq!(cache.get(&7).value, Some("fresh"));
         cache.invalidate_all();
         assert_eq!(cache.get(&7).value, None);
+    }
+
+    #[test]
+    fn an_update_changes_a_cached_entry_and_stops_stale_inserts() {
+        let cache: Cache<u64, u32, NumberKeys> = Cache::new(8);
+        let lookup = cache.get(&1);
+        cache.update(&1, |n| n + 1);
+        cache.insert(1, 10, lookup.epoch);
+        assert_eq!(
+            cache.get(&1).value,
+            None,
+            "derived before the update: dropped"
+        );
+        let lookup = cache.get(&1);
+        cache.insert(1, 10, lookup.epoch);
+        cache.update(&1, |n| n + 1);
+        assert_eq!(cache.get(&1).value, Some(11));
     }
 }

@@ -569,3 +569,40 @@ async fn redacted_state_event_is_served_redacted_after_it_was_cached() {
     assert_eq!(after["content"], json!({}));
     assert!(after["unsigned"]["redacted_because"].is_object());
 }
+
+/// A timeline longer than what is kept in memory per room continues from storage, in order,
+/// with nothing missing or repeated.
+#[tokio::test]
+async fn long_timelines_read_past_the_in_memory_events() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let (_, room) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    let first = sync(&server, &alice, "").await;
+    let token = first["next_batch"].as_str().unwrap().to_owned();
+    let sent: Vec<String> = (0..120).map(|i| format!("m{i}")).collect();
+    for (i, body) in sent.iter().enumerate() {
+        send_text(&server, &alice, &room, &format!("t{i}"), body).await;
+    }
+    let all = "filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A500%7D%7D%7D";
+    let initial = sync(&server, &alice, all).await;
+    let bodies = timeline_bodies(&initial, &room);
+    assert_eq!(bodies, sent, "initial sync: every message once, in order");
+    assert_eq!(
+        initial["rooms"]["join"][&room]["timeline"]["limited"],
+        false
+    );
+    let incremental = sync(&server, &alice, &format!("since={token}&{all}")).await;
+    assert_eq!(timeline_bodies(&incremental, &room), sent);
+    // Only messages, newest 70: the walk goes below the in-memory events too.
+    let messages = "filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A70%2C%22types%22%3A%5B%22m.room.message%22%5D%7D%7D%7D";
+    let page = sync(&server, &alice, messages).await;
+    assert_eq!(timeline_bodies(&page, &room), sent[50..].to_vec());
+    assert_eq!(page["rooms"]["join"][&room]["timeline"]["limited"], true);
+}

@@ -311,6 +311,7 @@ impl RoomService {
             self.redactions
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
+        self.note_appended(short_room, count, short_event);
         drop(stream);
         self.wake_room(&stored)?;
         Ok(stored)

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod membership;
 pub mod pdu;
 pub mod read;
+pub mod recent;
 pub mod relations;
 pub mod search;
 pub mod state;
@@ -150,6 +151,8 @@ pub struct RoomService {
     /// Snapshot → its state events, shared by the syncs of every member (a redaction clears
     /// it, like the event cache).
     snapshot_events: Cache<u64, Arc<Vec<Arc<event_cache::CachedEvent>>>, NumberKeys>,
+    /// Per room: its newest events (see [`recent`]).
+    recent: Cache<u64, Arc<recent::RecentEvents>, NumberKeys>,
     /// Room id → short room id (never changes).
     short_rooms: Cache<String, u64>,
     /// Whether an event (by id) is the parent of any relation; a new relation invalidates its
@@ -198,6 +201,7 @@ impl RoomService {
             short_rooms: Cache::new(event_cache_entries),
             heroes: Cache::new(event_cache_entries),
             snapshot_events: Cache::new(SNAPSHOTS_CACHED),
+            recent: Cache::new(event_cache_entries),
             redactions: std::sync::atomic::AtomicU64::new(0),
             keys,
             db,

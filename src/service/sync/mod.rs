@@ -169,8 +169,8 @@ impl Services {
     }
 
     /// Timeline events of a room in `(since, until]`, newest `limit`, oldest first; and whether
-    /// more matching events were left out. Events come through the event cache: each stored
-    /// row is only scanned for its event id.
+    /// more matching events were left out. The room's newest events come from memory (see
+    /// `rooms::recent`); older ones, when needed, from RocksDB.
     fn timeline(
         &self,
         session: &Session,
@@ -180,16 +180,10 @@ impl Services {
         filter: &EventFilter,
         limit: usize,
     ) -> Result<(Vec<Arc<CachedEvent>>, bool)> {
-        let start = (short_room, since.saturating_add(1)).encode();
-        let end = (short_room, until.saturating_add(1)).encode();
         let mut events = Vec::new();
-        let mut limited = false;
         let mut visibility = HashMap::new();
-        for row in self.rooms.timeline_range(&start, &end) {
-            let (position, raw) = row?;
-            let Some(event) = self.rooms.cached_event_from_row(position, &raw)? else {
-                continue;
-            };
+        // Takes an event (newest first); answers whether the walk is over: `Some(limited)`.
+        let mut take = |event: Arc<CachedEvent>| -> Result<Option<bool>> {
             if !filter.matches(&event.pdu)
                 || !self.rooms.user_can_see_cached(
                     &session.user_id,
@@ -198,16 +192,47 @@ impl Services {
                     &mut visibility,
                 )?
             {
-                continue;
+                return Ok(None);
             }
             if events.len() >= limit {
-                limited = true;
-                break;
+                return Ok(Some(true));
             }
             events.push(event);
+            Ok(None)
+        };
+        let recent = self.rooms.recent_events(short_room)?;
+        let mut limited = None;
+        for &(position, short_event) in recent.events.iter().rev() {
+            if position > until {
+                continue;
+            }
+            if position <= since {
+                limited = Some(false);
+                break;
+            }
+            if let Some(event) = self.rooms.cached_event(short_event)?
+                && let Some(done) = take(event)?
+            {
+                limited = Some(done);
+                break;
+            }
+        }
+        // Not decided by the newest events and the room has older ones: read on below them.
+        if limited.is_none() && recent.floor > since.saturating_add(1) {
+            let start = (short_room, since.saturating_add(1)).encode();
+            let end = (short_room, recent.floor.min(until.saturating_add(1))).encode();
+            for row in self.rooms.timeline_range(&start, &end) {
+                let (position, raw) = row?;
+                if let Some(event) = self.rooms.cached_event_from_row(position, &raw)?
+                    && let Some(done) = take(event)?
+                {
+                    limited = Some(done);
+                    break;
+                }
+            }
         }
         events.reverse();
-        Ok((events, limited))
+        Ok((events, limited.unwrap_or(false)))
     }
 
     /// State at the start of a timeline: before its first event, or — with no events — just
