@@ -296,6 +296,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
     let mut window = ProcWindow::default();
     match cli.scenario.clone() {
         Scenario::Register { users } => {
+            settle(cli.pid).await;
             window.start(cli.pid);
             let started = Instant::now();
             let mut latencies = Vec::with_capacity(users);
@@ -315,6 +316,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
         Scenario::Send { messages } => {
             let sender = Client::register(http, url, &format!("{prefix}sender")).await?;
             let room = sender.create_room(false).await?;
+            settle(cli.pid).await;
             window.start(cli.pid);
             let started = Instant::now();
             let mut latencies = Vec::with_capacity(messages);
@@ -339,6 +341,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
             for client in &clients {
                 rooms.push(client.create_room(false).await?);
             }
+            settle(cli.pid).await;
             window.start(cli.pid);
             let started = Instant::now();
             let tasks: Vec<_> = clients
@@ -415,6 +418,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
             }
             drop(tx);
             tokio::time::sleep(Duration::from_millis(300)).await;
+            settle(cli.pid).await;
             window.start(cli.pid);
             let mut sent_at = HashMap::new();
             for i in 0..messages {
@@ -480,6 +484,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
                         .await?;
                 }
             }
+            settle(cli.pid).await;
             window.start(cli.pid);
             let mut plain = Vec::new();
             let mut lazy = Vec::new();
@@ -532,6 +537,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
                 })
                 .collect();
             tokio::time::sleep(Duration::from_secs(2)).await;
+            settle(cli.pid).await;
             window.start(cli.pid);
             tokio::time::sleep(Duration::from_secs(seconds)).await;
             window.stop(cli.pid);
@@ -577,6 +583,23 @@ struct ProcWindow {
     after: Option<ProcStats>,
     wall: Option<Instant>,
     elapsed_s: f64,
+}
+
+/// Waits (at most 15 s) until the server has been nearly idle (under 5 % of a core) for
+/// half a second, so a scenario does not measure background work its own setup caused
+/// (flushes, compactions, caches warming, deferred tasks) — the same for every server.
+async fn settle(pid: Option<u32>) {
+    let Some(mut before) = proc_stats(pid) else {
+        return;
+    };
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(now) = proc_stats(pid) else { return };
+        if now.cpu_ms - before.cpu_ms <= 25.0 {
+            return;
+        }
+        before = now;
+    }
 }
 
 impl ProcWindow {

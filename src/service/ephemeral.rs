@@ -44,6 +44,8 @@ pub struct EphemeralService {
     db: Db,
     typing: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
     receipts: Table<(String, String), ReceiptRecord>,
+    /// Per room: the stream position of its newest receipt (0: none).
+    latest_receipt: crate::service::cache::Cache<OwnedRoomId, u64>,
     /// Unread counts per (user, room); a receipt invalidates its user's entry.
     pub(crate) unread: crate::service::cache::Cache<
         (OwnedUserId, OwnedRoomId),
@@ -58,6 +60,7 @@ impl EphemeralService {
             db,
             typing: Mutex::new(HashMap::new()),
             unread: crate::service::cache::Cache::new(crate::service::unread::CACHED_ROOMS),
+            latest_receipt: crate::service::cache::Cache::new(crate::service::unread::CACHED_ROOMS),
         }
     }
 
@@ -137,6 +140,8 @@ impl EphemeralService {
         self.db.write(batch)?;
         self.unread
             .invalidate(&(record.user_id.clone(), room.to_owned()));
+        self.latest_receipt
+            .update(&room.to_owned(), |latest| (*latest).max(record.position));
         Ok(())
     }
 
@@ -148,8 +153,17 @@ impl EphemeralService {
         since: Option<u64>,
         viewer: &UserId,
     ) -> Result<Option<Value>> {
+        // Most rooms in most syncs have no new receipt: known without reading any.
+        let lookup = self.latest_receipt.get(&room.to_owned());
+        if let Some(latest) = lookup.value
+            && (latest == 0 || since.is_some_and(|s| latest <= s))
+        {
+            return Ok(None);
+        }
         let mut content: Map<String, Value> = Map::new();
+        let mut latest = 0;
         for (_, record) in self.receipts.scan_prefix(&codec::prefix(room.as_str()))? {
+            latest = latest.max(record.position);
             if since.is_some_and(|s| record.position <= s) {
                 continue;
             }
@@ -164,6 +178,10 @@ impl EphemeralService {
                 .entry(record.event_id.to_string())
                 .or_insert_with(|| json!({}));
             by_event[&record.receipt_type][record.user_id.as_str()] = receipt;
+        }
+        if lookup.value.is_none() {
+            self.latest_receipt
+                .insert(room.to_owned(), latest, lookup.epoch);
         }
         Ok((!content.is_empty()).then(|| json!({ "type": "m.receipt", "content": content })))
     }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::Result,
+    service::cache::{Cache, NumberKeys},
     storage::{Batch, Cf, Db, KeyCodec, Table},
 };
 
@@ -43,13 +44,15 @@ pub struct StateStore {
     current: Table<(u64, u64), u64>,
     /// Short state keys are shared by all rooms: creation is serialized.
     short_key_lock: Mutex<()>,
-    /// Recently loaded snapshots.
-    cache: Mutex<HashMap<u64, Arc<StateMap>>>,
+    /// Recently loaded snapshots (they never change).
+    cache: Cache<u64, Arc<StateMap>, NumberKeys>,
     /// `(type, state key)` → short id; assigned once, never changed.
-    short_keys: crate::service::cache::Cache<String, u64>,
+    short_keys: Cache<String, u64>,
 }
 
-const CACHE_LIMIT: usize = 256;
+/// Snapshots kept in memory: a few per active room (current state, the start of recent
+/// timelines).
+const SNAPSHOTS_CACHED: usize = 1024;
 /// Short state keys kept in memory (one per member of every busy room, and a few more).
 const SHORT_KEYS_CACHED: usize = 16_384;
 
@@ -66,8 +69,8 @@ impl StateStore {
             current: db.table(Cf::CurrentState),
             db,
             short_key_lock: Mutex::new(()),
-            cache: Mutex::new(HashMap::new()),
-            short_keys: crate::service::cache::Cache::new(SHORT_KEYS_CACHED),
+            cache: Cache::new(SNAPSHOTS_CACHED),
+            short_keys: Cache::new(SHORT_KEYS_CACHED),
         }
     }
 
@@ -120,13 +123,9 @@ impl StateStore {
 
     /// Loads a whole snapshot.
     pub fn load(&self, hash: u64) -> Result<Arc<StateMap>> {
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-        {
-            return Ok(hit.clone());
+        let lookup = self.cache.get(&hash);
+        if let Some(hit) = lookup.value {
+            return Ok(hit);
         }
         let mut chain = Vec::new();
         let mut next = Some(hash);
@@ -145,11 +144,7 @@ impl StateStore {
             state.extend(delta.added);
         }
         let state = Arc::new(state);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(hash, state.clone());
+        self.cache.insert(hash, state.clone(), lookup.epoch);
         Ok(state)
     }
 
@@ -256,7 +251,7 @@ mod tests {
         let mut batch = db.batch();
         let last = store.derive(&mut batch, parent, &[(1000, None)]).unwrap();
         db.write(batch).unwrap();
-        store.cache.lock().unwrap().clear();
+        store.cache.invalidate_all();
         let state = store.load(last).unwrap();
         let n = FULL_SNAPSHOT_EVERY as u64 * 2 + 3;
         assert_eq!(state.len(), 5 + (n as usize) - 1);
