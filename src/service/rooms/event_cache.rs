@@ -21,18 +21,24 @@ pub struct CachedEvent {
     /// The client format up to the `age` in `unsigned`: `{…,"unsigned":{…,` (see
     /// [`CachedEvent::write_client_json`]).
     client_head: String,
+    /// Where `"room_id":"…",` sits in `client_head`: `/sync` leaves it out (its events are
+    /// `ClientEventWithoutRoomID`).
+    room_id_field: std::ops::Range<usize>,
 }
 
-/// The client-format fields of an event other than `unsigned`, in the order serde_json's
-/// sorted maps would write them.
+/// The client-format fields before `room_id`, in the order serde_json's sorted maps write.
 #[derive(Serialize)]
-struct ClientFields<'a> {
+struct FieldsBeforeRoomId<'a> {
     content: &'a RawValue,
     event_id: &'a ruma::EventId,
     origin_server_ts: ruma::MilliSecondsSinceUnixEpoch,
     #[serde(skip_serializing_if = "Option::is_none")]
     redacts: Option<ruma::OwnedEventId>,
-    room_id: &'a ruma::RoomId,
+}
+
+/// The client-format fields after `room_id`, `unsigned` aside.
+#[derive(Serialize)]
+struct FieldsAfterRoomId<'a> {
     sender: &'a ruma::UserId,
     #[serde(skip_serializing_if = "Option::is_none")]
     state_key: Option<&'a str>,
@@ -40,20 +46,32 @@ struct ClientFields<'a> {
     kind: &'a ruma::events::TimelineEventType,
 }
 
+fn to_json(value: &impl Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(Error::internal)
+}
+
 impl CachedEvent {
     pub fn new(pdu: Pdu, location: EventLocation) -> Result<Self> {
-        let fields = ClientFields {
+        let before = to_json(&FieldsBeforeRoomId {
             content: &pdu.content,
             event_id: &pdu.event_id,
             origin_server_ts: pdu.origin_server_ts,
             redacts: pdu.redacted_event(),
-            room_id: &pdu.room_id,
+        })?;
+        let after = to_json(&FieldsAfterRoomId {
             sender: &pdu.sender,
             state_key: pdu.state_key.as_deref(),
             kind: &pdu.kind,
-        };
-        let mut head = serde_json::to_string(&fields).map_err(Error::internal)?;
-        head.pop(); // the closing brace: `unsigned` follows
+        })?;
+        // `{before…,` then `"room_id":"…",` then `after…,` then `"unsigned":{…`
+        let mut head = before[..before.len() - 1].to_owned();
+        head.push(',');
+        let room_id_start = head.len();
+        head.push_str("\"room_id\":");
+        head.push_str(&to_json(&pdu.room_id)?);
+        head.push(',');
+        let room_id_field = room_id_start..head.len();
+        head.push_str(&after[1..after.len() - 1]);
         head.push_str(",\"unsigned\":");
         let unsigned = pdu.unsigned.clone().unwrap_or_default();
         let rendered = serde_json::to_string(&unsigned).map_err(Error::internal)?;
@@ -65,19 +83,28 @@ impl CachedEvent {
             pdu,
             location,
             client_head: head,
+            room_id_field,
         })
     }
 
     /// Appends the event in client format with `unsigned.age` relative to `now` and the
     /// `extra` unsigned fields — the same document as [`Pdu::to_client_format`] with those
-    /// fields added, without building a JSON tree.
+    /// fields added (and without `room_id` unless `with_room_id`), without building a JSON
+    /// tree.
     pub fn write_client_json(
         &self,
         out: &mut Vec<u8>,
         now: u64,
         extra: Option<&serde_json::Map<String, serde_json::Value>>,
+        with_room_id: bool,
     ) -> Result<()> {
-        out.extend_from_slice(self.client_head.as_bytes());
+        let head = self.client_head.as_bytes();
+        if with_room_id {
+            out.extend_from_slice(head);
+        } else {
+            out.extend_from_slice(&head[..self.room_id_field.start]);
+            out.extend_from_slice(&head[self.room_id_field.end..]);
+        }
         for (key, value) in extra.into_iter().flatten() {
             serde_json::to_writer(&mut *out, key).map_err(Error::internal)?;
             out.push(b':');
@@ -151,17 +178,25 @@ mod tests {
             let expected = pdu.to_client_format(5000);
             let cached = CachedEvent::new(pdu, location(1)).unwrap();
             let mut out = Vec::new();
-            cached.write_client_json(&mut out, 5000, None).unwrap();
+            cached
+                .write_client_json(&mut out, 5000, None, true)
+                .unwrap();
             let rendered: Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(rendered, expected);
             assert_eq!(rendered["unsigned"]["age"], 4000);
             let extra = serde_json::Map::from_iter([("transaction_id".to_owned(), json!("t\"1"))]);
             let mut out = Vec::new();
             cached
-                .write_client_json(&mut out, 5000, Some(&extra))
+                .write_client_json(&mut out, 5000, Some(&extra), true)
                 .unwrap();
             let mut expected = expected;
             expected["unsigned"]["transaction_id"] = json!("t\"1");
+            assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), expected);
+            let mut out = Vec::new();
+            cached
+                .write_client_json(&mut out, 5000, Some(&extra), false)
+                .unwrap();
+            expected.as_object_mut().unwrap().remove("room_id");
             assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), expected);
         }
     }

@@ -104,7 +104,8 @@ impl Writer {
             if i > 0 {
                 self.raw(",");
             }
-            event.write_client_json(&mut self.out, self.now, None)?;
+            // Sync events are `ClientEventWithoutRoomID`: the room is the key they sit under.
+            event.write_client_json(&mut self.out, self.now, None, false)?;
         }
         self.raw("]}");
         Ok(())
@@ -118,7 +119,7 @@ impl Writer {
             }
             let extra = (!item.unsigned.is_empty()).then_some(&item.unsigned);
             item.event
-                .write_client_json(&mut self.out, self.now, extra)?;
+                .write_client_json(&mut self.out, self.now, extra, false)?;
         }
         self.raw("]");
         self.raw(if timeline.limited {
@@ -297,6 +298,11 @@ mod tests {
         assert_eq!(room["state"]["events"].as_array().unwrap().len(), 2);
         assert_eq!(room["state"]["events"][1]["event_id"], "$e2:example.org");
         assert_eq!(room["state"]["events"][0]["unsigned"]["age"], 500);
+        assert!(
+            room["state"]["events"][0].get("room_id").is_none()
+                && room["timeline"]["events"][0].get("room_id").is_none(),
+            "sync events are ClientEventWithoutRoomID"
+        );
         assert_eq!(room["unread_notifications"]["notification_count"], 3);
         assert_eq!(room["unread_notifications"]["highlight_count"], 1);
         assert_eq!(room["unread_thread_notifications"], json!({}));
