@@ -5,7 +5,7 @@
 #
 # Sizes can be overridden: REGISTER_USERS, SEND_MESSAGES, CONCURRENT_SENDERS,
 # CONCURRENT_MESSAGES, FANOUT_RECEIVERS, FANOUT_MESSAGES, SYNC_ROOMS, SYNC_MEMBERS,
-# SYNC_EVENTS, IDLE_CLIENTS, IDLE_SECONDS.
+# SYNC_EVENTS, SYNC_SAMPLES, IDLE_CLIENTS, IDLE_SECONDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
@@ -99,7 +99,7 @@ scenario register register --users "${REGISTER_USERS:-50}"
 scenario send send --messages "${SEND_MESSAGES:-500}"
 scenario concurrent concurrent --senders "${CONCURRENT_SENDERS:-10}" --messages "${CONCURRENT_MESSAGES:-50}"
 scenario fanout fanout --receivers "${FANOUT_RECEIVERS:-20}" --messages "${FANOUT_MESSAGES:-50}"
-scenario initial-sync initial-sync --rooms "${SYNC_ROOMS:-50}" --members "${SYNC_MEMBERS:-50}" --events "${SYNC_EVENTS:-20}"
+scenario initial-sync initial-sync --rooms "${SYNC_ROOMS:-50}" --members "${SYNC_MEMBERS:-50}" --events "${SYNC_EVENTS:-20}" --samples "${SYNC_SAMPLES:-20}"
 scenario idle idle --clients "${IDLE_CLIENTS:-200}" --seconds "${IDLE_SECONDS:-10}"
 
 python3 benches/report.py "$results" "$(git rev-parse --short HEAD)" > benches/RESULTS.md

@@ -402,6 +402,19 @@ impl RoomService {
         event_type: &StateEventType,
         state_key: &str,
     ) -> Result<Option<Pdu>> {
+        Ok(self
+            .cached_state_event_in(short_room, snapshot, event_type, state_key)?
+            .map(|event| event.pdu.clone()))
+    }
+
+    /// [`RoomService::state_event_in`] without copying the event out of the event cache.
+    pub fn cached_state_event_in(
+        &self,
+        short_room: u64,
+        snapshot: Option<u64>,
+        event_type: &StateEventType,
+        state_key: &str,
+    ) -> Result<Option<Arc<event_cache::CachedEvent>>> {
         let Some(short_key) = self
             .state
             .short_state_key(&event_type.to_string(), state_key)?
@@ -413,7 +426,7 @@ impl RoomService {
             None => self.state.current_event(short_room, short_key)?,
         };
         match short_event {
-            Some(short) => self.pdu_by_short(short),
+            Some(short) => self.cached_event(short),
             None => Ok(None),
         }
     }

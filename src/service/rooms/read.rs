@@ -445,7 +445,7 @@ impl RoomService {
         )?;
         let mut chunk = Vec::new();
         let mut senders = std::collections::BTreeSet::new();
-        let mut visibility = std::collections::HashMap::new();
+        let mut visibility = rustc_hash::FxHashMap::default();
         let mut last_position = None;
         let scanned_all = rows.len() < MAX_SCAN;
         for ((_, count), object) in rows {

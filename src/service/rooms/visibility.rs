@@ -118,8 +118,8 @@ impl RoomService {
             .filter(|hash| *hash != 0)
         {
             Some(hash) => Ok(self
-                .state_event_in(location.short_room, Some(hash), event_type, state_key)?
-                .map(|pdu| pdu.content_value())),
+                .cached_state_event_in(location.short_room, Some(hash), event_type, state_key)?
+                .map(|event| event.pdu.content_value())),
             None => Ok(None),
         }
     }
@@ -210,7 +210,7 @@ impl RoomService {
         user: &UserId,
         pdu: &Pdu,
         location: &EventLocation,
-        cache: &mut std::collections::HashMap<u64, bool>,
+        cache: &mut rustc_hash::FxHashMap<u64, bool>,
     ) -> Result<bool> {
         if pdu.state_key.as_deref() == Some(user.as_str()) {
             return self.user_can_see(user, pdu, location);

@@ -10,6 +10,7 @@ use std::{
 };
 
 use ruma::{RoomId, UserId, events::StateEventType};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value, json};
 
 mod filter;
@@ -181,7 +182,7 @@ impl Services {
         limit: usize,
     ) -> Result<(Vec<Arc<CachedEvent>>, bool)> {
         let mut events = Vec::new();
-        let mut visibility = HashMap::new();
+        let mut visibility = FxHashMap::default();
         // Takes an event (newest first); answers whether the walk is over: `Some(limited)`.
         let mut take = |event: Arc<CachedEvent>| -> Result<Option<bool>> {
             if !filter.matches(&event.pdu)
@@ -256,7 +257,7 @@ impl Services {
         session: &Session,
         entries: impl IntoIterator<Item = u64>,
         filter: &SyncFilter,
-        senders: &HashSet<String>,
+        senders: &FxHashSet<String>,
     ) -> Result<Vec<Arc<CachedEvent>>> {
         let mut events = Vec::new();
         for short_event in entries {
@@ -279,7 +280,7 @@ impl Services {
         events: &[Arc<CachedEvent>],
         position: u64,
         filter: &SyncFilter,
-        senders: &HashSet<String>,
+        senders: &FxHashSet<String>,
     ) -> Result<Vec<Arc<CachedEvent>>> {
         let Some(first) = events.first() else {
             let state = self.rooms.state_map_after(short_room, position)?;
@@ -403,7 +404,7 @@ impl Services {
                 .fold(unread.main, |acc, (n, h)| (acc.0 + n, acc.1 + h));
             (total, None)
         };
-        let senders: HashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
+        let senders: FxHashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
         let state = if since.is_none() || full_state || newly_joined {
             self.full_state_at_timeline_start(
                 session, short_room, &events, next_batch, filter, &senders,
@@ -458,7 +459,7 @@ impl Services {
             &filter.timeline,
             filter.timeline_limit,
         )?;
-        let senders: HashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
+        let senders: FxHashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
         let state = self.full_state_at_timeline_start(
             session,
             short_room,
@@ -515,7 +516,7 @@ fn wanted_state_event(
     event: &CachedEvent,
     session: &Session,
     filter: &SyncFilter,
-    senders: &HashSet<String>,
+    senders: &FxHashSet<String>,
 ) -> bool {
     let pdu = &event.pdu;
     if !filter.state.matches(pdu) {
