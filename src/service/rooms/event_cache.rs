@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use ruma::EventId;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{EventLocation, Pdu};
+use super::{EventLocation, Pdu, RoomService};
 use crate::error::{Error, Result};
 
 /// One cached event.
@@ -127,6 +128,102 @@ impl CachedEvent {
 /// Events by short event id.
 pub type EventCache =
     crate::service::cache::Cache<u64, Arc<CachedEvent>, crate::service::cache::NumberKeys>;
+
+/// Reading events through the cache.
+impl RoomService {
+    /// An event by its short id, parsed and ready to render, from the event cache.
+    pub fn cached_event(&self, short_event: u64) -> Result<Option<Arc<CachedEvent>>> {
+        let lookup = self.event_cache.get(&short_event);
+        if let Some(hit) = lookup.value {
+            return Ok(Some(hit));
+        }
+        let Some(id) = self.event_ids.get(&short_event)? else {
+            return Ok(None);
+        };
+        let Ok(id) = EventId::parse(&id) else {
+            return Ok(None);
+        };
+        let Some(location) = self.location(&id)? else {
+            return Ok(None);
+        };
+        self.load_into_cache(location, lookup.epoch)
+    }
+
+    /// The event of a stored timeline row, through the event cache: a row seen before is not
+    /// parsed at all, a new one only scanned for its event id.
+    pub fn cached_event_from_row(
+        &self,
+        position: (u64, u64),
+        raw: &[u8],
+    ) -> Result<Option<Arc<CachedEvent>>> {
+        #[derive(Deserialize)]
+        struct EventIdOnly<'a> {
+            #[serde(borrow)]
+            event_id: std::borrow::Cow<'a, str>,
+        }
+        let lookup = self.positions.get(&position);
+        if let Some(short_event) = lookup.value {
+            return self.cached_event(short_event);
+        }
+        let probe: EventIdOnly = serde_json::from_slice(raw)
+            .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))?;
+        let Ok(event_id) = EventId::parse(probe.event_id.as_ref()) else {
+            return Ok(None);
+        };
+        let Some(location) = self.location(&event_id)? else {
+            return Ok(None);
+        };
+        self.positions
+            .insert(position, location.short_event, lookup.epoch);
+        self.cached_event_at(location)
+    }
+
+    /// Every state event of a snapshot (0: the empty one), through the event cache.
+    pub fn snapshot_events(&self, hash: u64) -> Result<Arc<Vec<Arc<CachedEvent>>>> {
+        let lookup = self.snapshot_events.get(&hash);
+        if let Some(events) = lookup.value {
+            return Ok(events);
+        }
+        let mut events = Vec::new();
+        if hash != 0 {
+            for short_event in self.state.load(hash)?.values() {
+                if let Some(event) = self.cached_event(*short_event)? {
+                    events.push(event);
+                }
+            }
+        }
+        let events = Arc::new(events);
+        self.snapshot_events
+            .insert(hash, events.clone(), lookup.epoch);
+        Ok(events)
+    }
+
+    /// The event stored at `location`, through the event cache.
+    pub(super) fn cached_event_at(
+        &self,
+        location: EventLocation,
+    ) -> Result<Option<Arc<CachedEvent>>> {
+        let lookup = self.event_cache.get(&location.short_event);
+        match lookup.value {
+            Some(hit) => Ok(Some(hit)),
+            None => self.load_into_cache(location, lookup.epoch),
+        }
+    }
+
+    fn load_into_cache(
+        &self,
+        location: EventLocation,
+        epoch: u64,
+    ) -> Result<Option<Arc<CachedEvent>>> {
+        let Some(pdu) = self.pdu_at(location.short_room, location.count)? else {
+            return Ok(None);
+        };
+        let short_event = location.short_event;
+        let cached = Arc::new(CachedEvent::new(pdu, location)?);
+        self.event_cache.insert(short_event, cached.clone(), epoch);
+        Ok(Some(cached))
+    }
+}
 
 #[cfg(test)]
 mod tests {
