@@ -311,6 +311,8 @@ impl RoomService {
             self.redactions
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
+        self.records
+            .update(&short_room, |_| std::sync::Arc::new(room.clone()));
         self.note_appended(short_room, count, short_event);
         drop(stream);
         self.wake_room(&stored)?;

@@ -153,6 +153,8 @@ pub struct RoomService {
     snapshot_events: Cache<u64, Arc<Vec<Arc<event_cache::CachedEvent>>>, NumberKeys>,
     /// Per room: its newest events (see [`recent`]).
     recent: Cache<u64, Arc<recent::RecentEvents>, NumberKeys>,
+    /// Room records by short id; `persist`, their only writer, updates them after each write.
+    records: Cache<u64, Arc<RoomRecord>, NumberKeys>,
     /// Room id → short room id (never changes).
     short_rooms: Cache<String, u64>,
     /// Whether an event (by id) is the parent of any relation; a new relation invalidates its
@@ -202,6 +204,7 @@ impl RoomService {
             heroes: Cache::new(event_cache_entries),
             snapshot_events: Cache::new(SNAPSHOTS_CACHED),
             recent: Cache::new(event_cache_entries),
+            records: Cache::new(event_cache_entries),
             redactions: std::sync::atomic::AtomicU64::new(0),
             keys,
             db,
@@ -222,7 +225,16 @@ impl RoomService {
         let Some(short) = self.short_room(room_id)? else {
             return Ok(None);
         };
-        Ok(self.rooms.get(&short)?.map(|record| (short, record)))
+        let lookup = self.records.get(&short);
+        if let Some(record) = lookup.value {
+            return Ok(Some((short, (*record).clone())));
+        }
+        let Some(record) = self.rooms.get(&short)? else {
+            return Ok(None);
+        };
+        self.records
+            .insert(short, Arc::new(record.clone()), lookup.epoch);
+        Ok(Some((short, record)))
     }
 
     /// The short id of a known room.
