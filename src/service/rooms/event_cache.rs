@@ -125,6 +125,16 @@ impl CachedEvent {
     }
 }
 
+/// The state events of one snapshot, members apart so lazy-loading picks the few it needs
+/// instead of testing every member.
+#[derive(Debug, Default)]
+pub struct SnapshotEvents {
+    /// `m.room.member` events by state key.
+    pub members: rustc_hash::FxHashMap<String, Arc<CachedEvent>>,
+    /// Every other state event.
+    pub others: Vec<Arc<CachedEvent>>,
+}
+
 /// Events by short event id.
 pub type EventCache =
     crate::service::cache::Cache<u64, Arc<CachedEvent>, crate::service::cache::NumberKeys>;
@@ -179,16 +189,22 @@ impl RoomService {
     }
 
     /// Every state event of a snapshot (0: the empty one), through the event cache.
-    pub fn snapshot_events(&self, hash: u64) -> Result<Arc<Vec<Arc<CachedEvent>>>> {
+    pub fn snapshot_events(&self, hash: u64) -> Result<Arc<SnapshotEvents>> {
         let lookup = self.snapshot_events.get(&hash);
         if let Some(events) = lookup.value {
             return Ok(events);
         }
-        let mut events = Vec::new();
+        let mut events = SnapshotEvents::default();
         if hash != 0 {
             for short_event in self.state.load(hash)?.values() {
-                if let Some(event) = self.cached_event(*short_event)? {
-                    events.push(event);
+                let Some(event) = self.cached_event(*short_event)? else {
+                    continue;
+                };
+                match (&event.pdu.kind, &event.pdu.state_key) {
+                    (ruma::events::TimelineEventType::RoomMember, Some(user)) => {
+                        events.members.insert(user.clone(), event);
+                    }
+                    _ => events.others.push(event),
                 }
             }
         }

@@ -150,7 +150,7 @@ pub struct RoomService {
     heroes: Cache<u64, (u64, usize, Arc<Vec<ruma::OwnedUserId>>), NumberKeys>,
     /// Snapshot → its state events, shared by the syncs of every member (a redaction clears
     /// it, like the event cache).
-    snapshot_events: Cache<u64, Arc<Vec<Arc<event_cache::CachedEvent>>>, NumberKeys>,
+    snapshot_events: Cache<u64, Arc<event_cache::SnapshotEvents>, NumberKeys>,
     /// Per room: its newest events (see [`recent`]).
     recent: Cache<u64, Arc<recent::RecentEvents>, NumberKeys>,
     /// Room records by short id; `persist`, their only writer, updates them after each write.

@@ -290,10 +290,25 @@ impl Services {
             .rooms
             .state_hash_before(first.location.short_event)?
             .unwrap_or(0);
-        Ok(self
-            .rooms
-            .snapshot_events(hash)?
+        let snapshot = self.rooms.snapshot_events(hash)?;
+        let lazy = filter.state.lazy_load_members || filter.timeline.lazy_load_members;
+        let members: Vec<&Arc<CachedEvent>> = if lazy {
+            // Only the timeline's senders and the user: looked up, not searched for.
+            senders
+                .iter()
+                .map(String::as_str)
+                .chain([session.user_id.as_str()])
+                .collect::<FxHashSet<&str>>()
+                .into_iter()
+                .filter_map(|user| snapshot.members.get(user))
+                .collect()
+        } else {
+            snapshot.members.values().collect()
+        };
+        Ok(snapshot
+            .others
             .iter()
+            .chain(members)
             .filter(|e| wanted_state_event(e, session, filter, senders))
             .cloned()
             .collect())
