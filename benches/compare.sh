@@ -87,9 +87,11 @@ scenario() {
   local name="$1"; shift
   for server in hearth synapse; do
     local url pid
-    if [ "$server" = hearth ]; then url=http://127.0.0.1:18208; pid=$hearth_pid; else url=http://127.0.0.1:18108; pid=$synapse_pid; fi
+    local other
+    if [ "$server" = hearth ]; then url=http://127.0.0.1:18208; pid=$hearth_pid; other=$synapse_pid; else url=http://127.0.0.1:18108; pid=$synapse_pid; other=$hearth_pid; fi
     local out
-    out="$("$bench" --url "$url" --pid "$pid" --prefix "${name//-/}$RANDOM" "$@" 2>/dev/null || true)"
+    # The other server must be idle too: its background work would land in this one's numbers.
+    out="$("$bench" --url "$url" --pid "$pid" --also-idle "$other" --prefix "${name//-/}$RANDOM" "$@" 2>/dev/null || true)"
     [ -n "$out" ] || out='{"error":"no output"}'
     printf '{"scenario":"%s","server":"%s","result":%s}\n' "$name" "$server" "$out" >> "$results"
     echo "$name $server: $out"

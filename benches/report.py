@@ -30,7 +30,7 @@ print(f"- date: {datetime.date.today().isoformat()}, commit `{commit}`")
 print(f"- machine: {os.cpu_count()} cores, {mem_kib // 1024} MiB memory (shared, noisy: trust CPU per operation and ratios over wall time)")
 print("- Hearth: release build, RocksDB, fsync'd writes, argon2id 19 MiB/2 passes; Synapse: PyPI release, SQLite, bcrypt (its default cost)")
 print("- both on loopback, rate limits off; `benches/compare.sh` reproduces this file")
-print("- each scenario waits until the server is idle after its setup, then measures; latencies run from sending the request to the last byte of the answer (the client's JSON parsing is not counted)")
+print("- each scenario waits until both servers are idle after its setup, then measures; latencies run from sending the request to the last byte of the answer (the client's JSON parsing is not counted)")
 print("- `initial-sync`: the first of the samples fills Hearth's caches; p50 is the steady state, p99 shows the cold request\n")
 for scenario, servers in by_scenario.items():
     print(f"## {scenario}\n")

@@ -28,6 +28,10 @@ struct Cli {
     /// PID of the server process, to report its CPU time and RSS.
     #[arg(long)]
     pid: Option<u32>,
+    /// Other processes (another server on the same machine) that must also be idle before a
+    /// measurement starts, so their background work does not land in this one's numbers.
+    #[arg(long = "also-idle")]
+    also_idle: Vec<u32>,
     /// Prefix for generated user names (unique per run).
     #[arg(long, default_value_t = format!("b{}", std::process::id()))]
     prefix: String,
@@ -296,7 +300,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
     let mut window = ProcWindow::default();
     match cli.scenario.clone() {
         Scenario::Register { users } => {
-            settle(cli.pid).await;
+            settle(cli.pid, &cli.also_idle).await;
             window.start(cli.pid);
             let started = Instant::now();
             let mut latencies = Vec::with_capacity(users);
@@ -316,7 +320,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
         Scenario::Send { messages } => {
             let sender = Client::register(http, url, &format!("{prefix}sender")).await?;
             let room = sender.create_room(false).await?;
-            settle(cli.pid).await;
+            settle(cli.pid, &cli.also_idle).await;
             window.start(cli.pid);
             let started = Instant::now();
             let mut latencies = Vec::with_capacity(messages);
@@ -341,7 +345,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
             for client in &clients {
                 rooms.push(client.create_room(false).await?);
             }
-            settle(cli.pid).await;
+            settle(cli.pid, &cli.also_idle).await;
             window.start(cli.pid);
             let started = Instant::now();
             let tasks: Vec<_> = clients
@@ -418,7 +422,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
             }
             drop(tx);
             tokio::time::sleep(Duration::from_millis(300)).await;
-            settle(cli.pid).await;
+            settle(cli.pid, &cli.also_idle).await;
             window.start(cli.pid);
             let mut sent_at = HashMap::new();
             for i in 0..messages {
@@ -484,7 +488,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
                         .await?;
                 }
             }
-            settle(cli.pid).await;
+            settle(cli.pid, &cli.also_idle).await;
             window.start(cli.pid);
             let mut plain = Vec::new();
             let mut lazy = Vec::new();
@@ -537,7 +541,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
                 })
                 .collect();
             tokio::time::sleep(Duration::from_secs(2)).await;
-            settle(cli.pid).await;
+            settle(cli.pid, &cli.also_idle).await;
             window.start(cli.pid);
             tokio::time::sleep(Duration::from_secs(seconds)).await;
             window.stop(cli.pid);
@@ -585,17 +589,22 @@ struct ProcWindow {
     elapsed_s: f64,
 }
 
-/// Waits (at most 15 s) until the server has been nearly idle (under 5 % of a core) for
-/// half a second, so a scenario does not measure background work its own setup caused
-/// (flushes, compactions, caches warming, deferred tasks) — the same for every server.
-async fn settle(pid: Option<u32>) {
-    let Some(mut before) = proc_stats(pid) else {
-        return;
+/// Waits (at most 15 s) until the server — and the `--also-idle` processes — have been
+/// nearly idle (under 5 % of a core each) for half a second, so a scenario does not measure
+/// background work its own setup caused (flushes, compactions, deferred tasks), nor another
+/// server's — the same for every server.
+async fn settle(pid: Option<u32>, also_idle: &[u32]) {
+    let pids: Vec<u32> = pid.into_iter().chain(also_idle.iter().copied()).collect();
+    let cpu = |pids: &[u32]| -> Vec<f64> {
+        pids.iter()
+            .map(|p| proc_stats(Some(*p)).map_or(0.0, |s| s.cpu_ms))
+            .collect()
     };
+    let mut before = cpu(&pids);
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let Some(now) = proc_stats(pid) else { return };
-        if now.cpu_ms - before.cpu_ms <= 25.0 {
+        let now = cpu(&pids);
+        if now.iter().zip(&before).all(|(n, b)| n - b <= 25.0) {
             return;
         }
         before = now;
