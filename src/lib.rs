@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use axum::serve::ListenerExt;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 pub use config::Config;
@@ -110,6 +111,13 @@ impl Server {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
+            // Responses go out as soon as they are written: with Nagle's algorithm the tail of
+            // a large answer waits for the client's (possibly delayed) ACK.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
