@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, TestUser, assert_error};
+use crate::common::{TestServer, TestUser, assert_error, create_room};
 
 async fn send(
     server: &TestServer,
@@ -24,14 +24,7 @@ async fn edits_threads_and_reactions() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({ "preset": "public_chat" }),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
     server
         .post(
             &format!("/_matrix/client/v3/join/{room}"),
@@ -194,14 +187,7 @@ async fn edits_threads_and_reactions() {
 async fn a_relation_added_after_a_read_shows_up() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({}),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
+    let room = create_room(&server, &alice, json!({})).await;
     let root = send(
         &server,
         &alice,

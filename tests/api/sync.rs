@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, TestUser, public_room, send_text};
+use crate::common::{TestServer, TestUser, create_room, public_room, send_text};
 
 async fn sync(server: &TestServer, user: &TestUser, query: &str) -> Value {
     let (status, body) = server
@@ -36,14 +36,7 @@ fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
 async fn initial_then_incremental_without_gaps_or_repeats() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({ "name": "Sync" }),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
+    let room = create_room(&server, &alice, json!({ "name": "Sync" })).await;
     send_text(&server, &alice, &room, "1", "one").await;
 
     let initial = sync(&server, &alice, "").await;
@@ -155,14 +148,12 @@ async fn invites_and_leaves_have_their_own_sections() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({ "name": "Secret", "invite": [bob.user_id] }),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "name": "Secret", "invite": [bob.user_id] }),
+    )
+    .await;
     let body = sync(&server, &bob, &format!("since={token}")).await;
     let invite_state = body["rooms"]["invite"][&room]["invite_state"]["events"]
         .as_array()
@@ -224,14 +215,7 @@ async fn invites_and_leaves_have_their_own_sections() {
 async fn gappy_sync_is_limited_and_messages_continue_from_prev_batch() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({}),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
+    let room = create_room(&server, &alice, json!({})).await;
     let token = sync(&server, &alice, "").await["next_batch"]
         .as_str()
         .unwrap()
@@ -304,14 +288,7 @@ fn urlencode(text: &str) -> String {
 async fn tokens_survive_a_restart() {
     let mut server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({}),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
+    let room = create_room(&server, &alice, json!({})).await;
     let token = sync(&server, &alice, "").await["next_batch"]
         .as_str()
         .unwrap()
@@ -392,14 +369,7 @@ async fn lazy_loading_sends_only_the_members_the_timeline_needs() {
 async fn summary_counts_and_heroes_without_reading_every_member() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({ "preset": "public_chat" }),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
     // More members than one page of the member index.
     for i in 0..40 {
         let user = server.register(&format!("member{i:02}"), "pw").await;
@@ -530,14 +500,7 @@ async fn account_data_presence_and_ephemeral_filters_apply() {
 async fn redacted_state_event_is_served_redacted_after_it_was_cached() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({ "topic": "secret plans" }),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
+    let room = create_room(&server, &alice, json!({ "topic": "secret plans" })).await;
     // Push the topic out of the timeline so it comes in the state section.
     for i in 0..3 {
         send_text(&server, &alice, &room, &format!("t{i}"), "filler").await;
@@ -576,14 +539,7 @@ async fn redacted_state_event_is_served_redacted_after_it_was_cached() {
 async fn long_timelines_read_past_the_in_memory_events() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
-    let (_, room) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.token),
-            json!({}),
-        )
-        .await;
-    let room = room["room_id"].as_str().unwrap().to_owned();
+    let room = create_room(&server, &alice, json!({})).await;
     let first = sync(&server, &alice, "").await;
     let token = first["next_batch"].as_str().unwrap().to_owned();
     let sent: Vec<String> = (0..120).map(|i| format!("m{i}")).collect();
