@@ -74,6 +74,24 @@ impl<K: Hash + Eq, V: Clone, S: BuildHasher + Default> Cache<K, V, S> {
         Lookup { value: None, epoch }
     }
 
+    /// The cached value, or what `load` reads (cached when found). For values that never
+    /// change once stored (ids, locations, links), so nothing invalidates them.
+    pub fn get_or_load<E>(
+        &self,
+        key: K,
+        load: impl FnOnce(&K) -> Result<Option<V>, E>,
+    ) -> Result<Option<V>, E> {
+        let lookup = self.get(&key);
+        if lookup.value.is_some() {
+            return Ok(lookup.value);
+        }
+        let value = load(&key)?;
+        if let Some(value) = &value {
+            self.insert(key, value.clone(), lookup.epoch);
+        }
+        Ok(value)
+    }
+
     /// Caches a value derived after the lookup that returned `epoch`, unless an invalidation
     /// happened since.
     pub fn insert(&self, key: K, value: V, epoch: u64) {
@@ -169,6 +187,20 @@ mod tests {
         assert_eq!(cache.get(&7).value, Some("fresh"));
         cache.invalidate_all();
         assert_eq!(cache.get(&7).value, None);
+    }
+
+    #[test]
+    fn get_or_load_reads_once_and_never_caches_absence() {
+        let cache: Cache<u64, u32, NumberKeys> = Cache::new(8);
+        let mut reads = 0;
+        let mut load = |found: Option<u32>| {
+            reads += 1;
+            Ok::<_, ()>(found)
+        };
+        assert_eq!(cache.get_or_load(1, |_| load(None)), Ok(None));
+        assert_eq!(cache.get_or_load(1, |_| load(Some(5))), Ok(Some(5)));
+        assert_eq!(cache.get_or_load(1, |_| load(Some(6))), Ok(Some(5)));
+        assert_eq!(reads, 2);
     }
 
     #[test]

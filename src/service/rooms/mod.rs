@@ -239,16 +239,9 @@ impl RoomService {
 
     /// The short id of a known room.
     pub fn short_room(&self, room_id: &RoomId) -> Result<Option<u64>> {
-        let key = room_id.as_str().to_owned();
-        let lookup = self.short_rooms.get(&key);
-        if lookup.value.is_some() {
-            return Ok(lookup.value);
-        }
-        let short = self.room_shorts.get(&key)?;
-        if let Some(short) = short {
-            self.short_rooms.insert(key, short, lookup.epoch);
-        }
-        Ok(short)
+        Ok(self
+            .short_rooms
+            .get_or_load(room_id.as_str().to_owned(), |key| self.room_shorts.get(key))?)
     }
 
     fn known_room(&self, room_id: &RoomId) -> Result<(u64, RoomRecord)> {
@@ -258,16 +251,9 @@ impl RoomService {
 
     /// Where an event is stored.
     pub fn location(&self, event_id: &EventId) -> Result<Option<EventLocation>> {
-        let key = event_id.as_str().to_owned();
-        let lookup = self.locations.get(&key);
-        if lookup.value.is_some() {
-            return Ok(lookup.value);
-        }
-        let location = self.events.get(&key)?;
-        if let Some(location) = &location {
-            self.locations.insert(key, location.clone(), lookup.epoch);
-        }
-        Ok(location)
+        Ok(self
+            .locations
+            .get_or_load(event_id.as_str().to_owned(), |key| self.events.get(key))?)
     }
 
     /// How many redactions were applied since the server started (bumped after each write).
@@ -352,15 +338,9 @@ impl RoomService {
 
     /// The state snapshot before an event.
     pub fn state_hash_before(&self, short_event: u64) -> Result<Option<u64>> {
-        let lookup = self.states_before.get(&short_event);
-        if lookup.value.is_some() {
-            return Ok(lookup.value);
-        }
-        let hash = self.state_before.get(&short_event)?;
-        if let Some(hash) = hash {
-            self.states_before.insert(short_event, hash, lookup.epoch);
-        }
-        Ok(hash)
+        Ok(self
+            .states_before
+            .get_or_load(short_event, |short| self.state_before.get(short))?)
     }
 
     /// A user's membership record in a room.

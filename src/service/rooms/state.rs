@@ -76,16 +76,11 @@ impl StateStore {
 
     /// The short id of `(event_type, state_key)`, if one was ever assigned.
     pub fn short_state_key(&self, event_type: &str, state_key: &str) -> Result<Option<u64>> {
-        let key = state_key_string(event_type, state_key);
-        let lookup = self.short_keys.get(&key);
-        if lookup.value.is_some() {
-            return Ok(lookup.value);
-        }
-        let short = self.short_by_key.get(&key)?;
-        if let Some(short) = short {
-            self.short_keys.insert(key, short, lookup.epoch);
-        }
-        Ok(short)
+        Ok(self
+            .short_keys
+            .get_or_load(state_key_string(event_type, state_key), |key| {
+                self.short_by_key.get(key)
+            })?)
     }
 
     /// The short id of `(event_type, state_key)`, assigning one (in its own write) if needed.
