@@ -127,8 +127,10 @@ async fn run(
         };
         if first || response.has_updates {
             since = Some(response.next_batch);
-            // The body is serde_json output and string pieces: always UTF-8.
-            let text = String::from_utf8_lossy(&response.body).into_owned();
+            // The body is serde_json output and string pieces: always UTF-8, so this takes the
+            // buffer as it is (the lossy branch copies, and never runs).
+            let text = String::from_utf8(response.body)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             socket.send(Message::Text(text.into())).await?;
             first = false;
         }
