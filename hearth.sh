@@ -17,8 +17,39 @@ as_root() {
   fi
 }
 
+# bindgen (librocksdb-sys) dlopens libclang.so or libclang-N.so.1; libclang-cpp.so, which images ship
+# on their own, is a different library and does not count. $1: a root to look under (tests).
 have_libclang() {
-  compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || compgen -G "/usr/lib/*/libclang*.so*" >/dev/null
+  local root="${1:-}" dir
+  for dir in "$root"/usr/lib/llvm-*/lib "$root"/usr/lib/*-linux-gnu "$root"/usr/lib "$root"/usr/local/lib; do
+    compgen -G "$dir/libclang.so" >/dev/null && return 0
+    compgen -G "$dir/libclang-*.so.1" >/dev/null && return 0
+    compgen -G "$dir/libclang.so.[0-9]*" >/dev/null && return 0
+  done
+  return 1
+}
+
+# Proves the detection on made-up trees (an image with only libclang-cpp must not count), and
+# that setup left the library bindgen needs on this machine.
+check_setup() {
+  local fake
+  fake="$(mktemp -d)"
+  mkdir -p "$fake/usr/lib/llvm-14/lib"
+  touch "$fake/usr/lib/llvm-14/lib/libclang-cpp.so.14"
+  if have_libclang "$fake"; then
+    echo "hearth: libclang detection counts libclang-cpp, which bindgen cannot load" >&2
+    rm -rf "$fake"; exit 1
+  fi
+  touch "$fake/usr/lib/llvm-14/lib/libclang-14.so.1"
+  if ! have_libclang "$fake"; then
+    echo "hearth: libclang detection misses libclang-14.so.1" >&2
+    rm -rf "$fake"; exit 1
+  fi
+  rm -rf "$fake"
+  if ! have_libclang; then
+    echo "hearth: setup finished but libclang is still missing" >&2
+    exit 1
+  fi
 }
 
 setup() {
@@ -64,6 +95,7 @@ case "${1:-}" in
     ;;
   ci)
     setup
+    check_setup
     lint_tools
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings

@@ -4,6 +4,12 @@
 //! - `/messages` page latency deep inside a large room;
 //! - state lookup time in a room with many members.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly"
+)]
+
 use std::{sync::Arc, time::Instant};
 
 use hearth::{

@@ -278,6 +278,7 @@ impl Config {
     }
 
     /// The parsed server name (validated in [`Config::validate`]).
+    #[allow(clippy::expect_used, reason = "validated when the config is loaded")]
     pub fn server_name(&self) -> OwnedServerName {
         ServerName::parse(&self.server_name).expect("server_name is validated at load")
     }

@@ -166,8 +166,10 @@ impl From<crate::storage::StorageError> for Error {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+impl Error {
+    /// The status and JSON body a client is sent, the same over HTTP and WebSocket. Internal
+    /// errors are logged here with their context and answered without it.
+    pub fn into_public(self) -> (StatusCode, Value) {
         match self {
             Error::Matrix {
                 status,
@@ -179,14 +181,21 @@ impl IntoResponse for Error {
                 if let (Some(Value::Object(extra)), Some(obj)) = (extra, body.as_object_mut()) {
                     obj.extend(extra);
                 }
-                (status, Json(body)).into_response()
+                (status, body)
             }
-            Error::Uiaa(body) => (StatusCode::UNAUTHORIZED, Json(body)).into_response(),
+            Error::Uiaa(body) => (StatusCode::UNAUTHORIZED, body),
             Error::Internal(context) => {
                 tracing::error!(%context, "internal error");
                 let body = json!({ "errcode": "M_UNKNOWN", "error": "Internal server error" });
-                (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+                (StatusCode::INTERNAL_SERVER_ERROR, body)
             }
         }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, body) = self.into_public();
+        (status, Json(body)).into_response()
     }
 }

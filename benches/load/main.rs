@@ -8,6 +8,12 @@
 //! Run against a server on loopback only, e.g.
 //! `hearth-bench --url http://127.0.0.1:8008 --pid 1234 send --messages 500`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a load generator reports failures by exiting"
+)]
+
 use std::{
     collections::HashMap,
     time::{Duration, Instant},

@@ -152,9 +152,25 @@ fn parse_error(error: FromHttpRequestError) -> Error {
     }
 }
 
+/// Refuses bodies that would make a ruma deserializer panic instead of failing: ruma's
+/// `LoginInfo` indexes the body by `type` without checking that it is there. Such bodies get
+/// the error the spec asks for before ruma sees them.
+fn check_before_ruma<T: 'static>(body: &[u8]) -> Result<(), Error> {
+    use std::any::TypeId;
+    if TypeId::of::<T>() == TypeId::of::<ruma::api::client::session::login::v3::Request>() {
+        let has_type = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .is_some_and(|value| value.get("type").is_some());
+        if !has_type {
+            return Err(Error::bad_json("Missing field `type`: the login type"));
+        }
+    }
+    Ok(())
+}
+
 impl<T> FromRequest<AppState> for Ruma<T>
 where
-    T: IncomingRequest + Send,
+    T: IncomingRequest + Send + 'static,
     T::Authentication: AuthRequirement,
 {
     type Rejection = Error;
@@ -177,14 +193,19 @@ where
             (TokenUse::Required, None) => return Err(Error::missing_token()),
             (TokenUse::Optional, None) => None,
             (_, Some(token)) => {
+                // Reads RocksDB and may write the device's last-seen time: blocking work.
                 let ip = client_ip.map(|ip| ip.to_string());
-                Some(state.sessions.authenticate(&token, ip.as_deref())?)
+                let session = state
+                    .blocking(move |s| s.sessions.authenticate(&token, ip.as_deref()))
+                    .await?;
+                Some(session)
             }
         };
 
         if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
             return Err(Error::not_json("Request body is not valid JSON"));
         }
+        check_before_ruma::<T>(&bytes)?;
         let mut args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         // Routes registered without their trailing `{state_key}` mean the empty state key.
         let expected = T::PATH_BUILDER

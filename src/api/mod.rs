@@ -19,6 +19,7 @@ use ruma::api::{
     IncomingRequest, OutgoingResponse, OutgoingResponseExt, path_builder::PathBuilder,
 };
 use tower_http::{
+    catch_panic::CatchPanicLayer,
     cors::{Any, CorsLayer},
     trace::TraceLayer,
 };
@@ -58,6 +59,7 @@ where
     Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
     Resp: IntoResponse,
 {
+    #[allow(clippy::expect_used, reason = "startup: router construction")]
     fn add_to(self, router: Router<AppState>) -> Router<AppState> {
         let filter =
             MethodFilter::try_from(Req::METHOD).expect("ruma endpoints use standard methods");
@@ -208,7 +210,10 @@ pub fn router(services: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(services);
 
-    routes.layer(cors()).layer(
+    routes
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(cors())
+        .layer(
         TraceLayer::new_for_http()
             .make_span_with(|request: &http::Request<_>| {
                 let template = request
@@ -225,6 +230,17 @@ pub fn router(services: AppState) -> Router {
             })
             .on_failure(()),
     )
+}
+
+/// A handler that panicked: the panic is a bug, logged as one; the client gets the spec's
+/// internal error instead of a dropped connection.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    Error::internal(format!("handler panicked: {message}")).into_response()
 }
 
 /// CORS as the client-server spec asks: any origin, the methods and headers clients use.

@@ -4,6 +4,7 @@ pub mod account_data;
 pub mod accounts;
 pub mod cache;
 pub mod ephemeral;
+pub mod keyed_locks;
 pub mod keys;
 pub mod notifier;
 pub mod password;

@@ -3,9 +3,15 @@
 //!
 //! Waiters must register (`Notified::enable`) before they read, so that a write landing between
 //! their read and their wait still wakes them.
+//!
+//! A user has an entry only while some request of theirs holds a [`Channel`]: the last one to
+//! go removes it, so users who come and go (or are created in a loop) leave nothing behind.
+//! The count check is made under the map lock, where channels are also handed out, so a new
+//! waiter either shares the entry or finds it gone and makes a fresh one.
 
 use std::{
     collections::HashMap,
+    ops::Deref,
     sync::{Arc, Mutex},
 };
 
@@ -18,20 +24,87 @@ pub struct Notifier {
     users: Mutex<HashMap<OwnedUserId, Arc<Notify>>>,
 }
 
+/// A user's wake-up channel, held by a waiting request.
+pub struct Channel<'a> {
+    notifier: &'a Notifier,
+    user: OwnedUserId,
+    notify: Arc<Notify>,
+}
+
+impl Deref for Channel<'_> {
+    type Target = Notify;
+
+    fn deref(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Channel<'_> {
+    fn drop(&mut self) {
+        let mut users = self.notifier.lock();
+        // Two references: the map's and ours. Nobody else waits for this user.
+        if Arc::strong_count(&self.notify) == 2 {
+            users.remove(&self.user);
+        }
+    }
+}
+
 impl Notifier {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedUserId, Arc<Notify>>> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The channel a user's requests wait on.
-    pub fn channel(&self, user: &UserId) -> Arc<Notify> {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        users.entry(user.to_owned()).or_default().clone()
+    pub fn channel(&self, user: &UserId) -> Channel<'_> {
+        let notify = self.lock().entry(user.to_owned()).or_default().clone();
+        Channel {
+            notifier: self,
+            user: user.to_owned(),
+            notify,
+        }
     }
 
     /// Wakes every waiting request of these users.
     pub fn wake<'a>(&self, users: impl IntoIterator<Item = &'a UserId>) {
-        let channels = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let channels = self.lock();
         for user in users {
             if let Some(channel) = channels.get(user) {
                 channel.notify_waiters();
             }
         }
+    }
+
+    /// Users with a waiting request.
+    pub fn waiting_users(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_last_as_long_as_someone_waits() {
+        let notifier = Notifier::default();
+        let alice: OwnedUserId = "@alice:x".try_into().expect("valid user id");
+        for i in 0..100 {
+            let user: OwnedUserId = format!("@u{i}:x").try_into().expect("valid user id");
+            let _channel = notifier.channel(&user);
+        }
+        assert_eq!(notifier.waiting_users(), 0, "nobody waits: nothing kept");
+        let first = notifier.channel(&alice);
+        let second = notifier.channel(&alice);
+        drop(first);
+        assert_eq!(notifier.waiting_users(), 1, "still waited for");
+        {
+            let woken = second.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            notifier.wake([&*alice]);
+            woken.await;
+        }
+        drop(second);
+        assert_eq!(notifier.waiting_users(), 0);
     }
 }

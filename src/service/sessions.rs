@@ -5,6 +5,11 @@
 //! timing (an attacker learns about a hash, not about a token), so no other comparison of
 //! secrets happens here. Revoking a device deletes its token rows in the same batch as the
 //! device, so a revoked token stops working with the next request.
+//!
+//! Long-lived connections (WebSocket sync) also learn of revocations as they happen: every
+//! token deletion bumps [`SessionService::revocations`]. The bump happens while the device lock
+//! is held and before the batch is written, so a connection that re-checks its token *under
+//! the same lock* ([`SessionService::validate`]) always sees the write that woke it.
 
 use std::sync::Mutex;
 
@@ -82,6 +87,8 @@ pub struct SessionService {
     access_token_lifetime_ms: u64,
     /// Serializes read-modify-write of device rows (never held across an await).
     device_lock: Mutex<()>,
+    /// Bumped whenever tokens are deleted; long-lived connections watch it.
+    revoked: tokio::sync::watch::Sender<u64>,
 }
 
 fn token_hash(token: &str) -> [u8; 32] {
@@ -108,7 +115,36 @@ impl SessionService {
             db,
             access_token_lifetime_ms: access_token_lifetime_secs.saturating_mul(1000),
             device_lock: Mutex::new(()),
+            revoked: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes whenever some token is revoked (logout, device deletion, password change,
+    /// deactivation, refresh): holders re-check their own token with [`Self::validate`].
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revoked.subscribe()
+    }
+
+    fn note_revocation(&self) {
+        self.revoked.send_modify(|generation| *generation += 1);
+    }
+
+    /// Whether an access token is still valid, without recording its use; `Ok` carries when it
+    /// expires. Waits for any token change in progress (see the module documentation).
+    pub fn validate(&self, token: &str) -> Result<Option<u64>> {
+        let _guard = self.lock();
+        let record = self
+            .access_tokens
+            .get(&token_hash(token))?
+            .ok_or_else(|| Error::unknown_token(false))?;
+        if record.expires_at.is_some_and(|at| at <= now_millis()) {
+            return Err(Error::unknown_token(true));
+        }
+        let key = device_key(&record.user_id, &record.device_id);
+        if self.devices.get(&key)?.is_none() {
+            return Err(Error::unknown_token(false));
+        }
+        Ok(record.expires_at)
     }
 
     /// Guard for read-modify-write of device rows. Callers of the `*_into` methods hold it
@@ -201,6 +237,7 @@ impl SessionService {
     }
 
     fn delete_device_tokens(&self, batch: &mut Batch, device: &DeviceRecord) {
+        self.note_revocation();
         let hashes = [
             Some(&device.access_token_hash),
             device.refresh_token_hash.as_ref(),
@@ -291,6 +328,7 @@ impl SessionService {
         }
         if let Some(old_access) = hash_from_hex(&device.access_token_hash) {
             self.access_tokens.delete(&mut batch, &old_access);
+            self.note_revocation();
         }
         let access_token = random_token("hat_");
         let new_refresh = random_token("hrt_");

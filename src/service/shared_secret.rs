@@ -67,6 +67,7 @@ impl SharedSecretRegistration {
     }
 }
 
+#[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
 fn mac_for(secret: &str, request: &SignedRegistration<'_>) -> Hmac<Sha1> {
     let mut mac =
         Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");

@@ -2,6 +2,7 @@
 //! (see [`schema`]), typed [`Table`]s, and atomic [`Batch`]es.
 
 pub mod codec;
+mod migrate;
 pub mod schema;
 
 use std::{marker::PhantomData, path::Path, sync::Arc};
@@ -102,6 +103,7 @@ impl Db {
         })?;
         let mut write_options = WriteOptions::default();
         write_options.set_sync(config.sync_writes);
+        #[allow(clippy::expect_used, reason = "every column family is created at open")]
         let meta = rocks
             .cf_handle(Cf::Meta.name())
             .expect("every column family is created at open");
@@ -212,12 +214,15 @@ impl Db {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                // Versions below SCHEMA_VERSION would be migrated here; version 1 is the first.
+                if found < SCHEMA_VERSION {
+                    migrate::run(self, found)?;
+                }
             }
         }
         Ok(())
     }
 
+    #[allow(clippy::expect_used, reason = "every column family is created at open")]
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
         self.inner
             .rocks
@@ -306,6 +311,10 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
         })
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "record types are plain structs with string map keys: serializing cannot fail"
+    )]
     fn encode_value(value: &V) -> Vec<u8> {
         serde_json::to_vec(value).expect("records always serialize")
     }
@@ -542,5 +551,43 @@ mod tests {
         }
         let reopened = Db::open(dir.path(), &StorageConfig::default());
         assert!(matches!(reopened, Err(StorageError::TooNew { .. })));
+    }
+
+    #[test]
+    fn a_schema_1_database_gets_unambiguous_short_state_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The schema-1 layout: pairs joined with the character U+00FF.
+            let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+            let old: Table<String, u64> = db.table(Cf::StateKeyShortIds);
+            let by_short: Table<u64, (String, String)> = db.table(Cf::StateKeysByShort);
+            let mut batch = db.batch();
+            for (short, (kind, key)) in
+                [(5u64, ("m.room.member", "@a:x")), (6, ("m.room.name", ""))]
+            {
+                old.put(&mut batch, &format!("{kind}\u{ff}{key}"), &short);
+                by_short.put(&mut batch, &short, &(kind.to_owned(), key.to_owned()));
+            }
+            batch
+                .inner
+                .put_cf(db.cf(Cf::Meta), SCHEMA_VERSION_KEY, 1u64.to_be_bytes());
+            db.write(batch).unwrap();
+        }
+        let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+        let stored = db
+            .inner
+            .rocks
+            .get_cf(db.cf(Cf::Meta), SCHEMA_VERSION_KEY)
+            .unwrap();
+        assert_eq!(stored.as_deref(), Some(&SCHEMA_VERSION.to_be_bytes()[..]));
+        let new: Table<(String, String), u64> = db.table(Cf::StateKeyShortIds);
+        assert_eq!(
+            new.scan_all().unwrap(),
+            vec![
+                (("m.room.member".to_owned(), "@a:x".to_owned()), 5),
+                (("m.room.name".to_owned(), String::new()), 6),
+            ],
+            "old keys re-keyed, none left behind"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! column families are created empty at open.
 
 /// Version of the on-disk layout described in this file.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Declares the column families once: the enum, [`Cf::ALL`] and [`Cf::name`] cannot drift apart.
 macro_rules! column_families {
@@ -52,7 +52,8 @@ column_families! {
     EventIndex => "event_index",
     /// Short event id → event id. Key: u64. Value: event id string.
     EventIdsByShort => "event_ids_by_short",
-    /// (event type, state key) → short state key. Key: type ‖ 0xFF ‖ state key. Value: u64.
+    /// (event type, state key) → short state key. Key: type ‖ 0xFF ‖ state key (the byte 0xFF;
+    /// schema 1 joined them with the character U+00FF, which is ambiguous). Value: u64.
     StateKeyShortIds => "state_key_short_ids",
     /// Short state key → (event type, state key). Key: u64. Value: [type, state key].
     StateKeysByShort => "state_keys_by_short",

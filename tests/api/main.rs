@@ -1,5 +1,7 @@
 //! Integration tests: each starts a real server on 127.0.0.1:0 in a temp dir and talks HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 mod account_data;
 mod accounts;
 mod admin;
@@ -19,5 +21,6 @@ mod relations;
 mod restart;
 mod rooms;
 mod search;
+mod security;
 mod sync;
 mod sync_ws;

@@ -7,10 +7,10 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use crate::common::TestServer;
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(server: &TestServer, token: &str, query: &str, header: bool) -> Socket {
+pub async fn connect(server: &TestServer, token: &str, query: &str, header: bool) -> Socket {
     let url = format!(
         "{}/_hearth/client/v1/sync/ws{query}",
         server.base.replace("http://", "ws://")
@@ -35,7 +35,7 @@ async fn connect(server: &TestServer, token: &str, query: &str, header: bool) ->
     socket
 }
 
-async fn next_payload(socket: &mut Socket) -> Value {
+pub async fn next_payload(socket: &mut Socket) -> Value {
     loop {
         let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
             .await

@@ -20,7 +20,7 @@ use crate::{
     api::{AppState, Ruma},
     error::{Error, Result},
     service::rooms::{
-        NewEvent,
+        NewEvent, Txn, TxnEndpoint,
         read::{Direction, EventFilter},
     },
 };
@@ -75,7 +75,11 @@ pub async fn send(
         content,
         state_key: None,
         redacts: None,
-        txn: Some((session.device_id.to_string(), body.txn_id.to_string())),
+        txn: Some(Txn {
+            device_id: session.device_id.to_string(),
+            txn_id: body.txn_id.to_string(),
+            endpoint: TxnEndpoint::Send,
+        }),
     };
     let room_id = body.room_id;
     let pdu = services
@@ -212,37 +216,26 @@ pub async fn redact(
 ) -> Result<Json<Value>> {
     let session = request.session()?.clone();
     let body = request.body;
+    let mut content = json!({});
+    if let Some(reason) = body.reason {
+        content["reason"] = json!(reason);
+    }
+    // Who may redact what is decided in the room service, for this path and for
+    // `/send/m.room.redaction` alike.
+    let event = NewEvent {
+        kind: TimelineEventType::RoomRedaction,
+        content,
+        state_key: None,
+        redacts: Some(body.event_id),
+        txn: Some(Txn {
+            device_id: session.device_id.to_string(),
+            txn_id: body.txn_id.to_string(),
+            endpoint: TxnEndpoint::Redact,
+        }),
+    };
+    let room_id = body.room_id;
     let pdu = services
-        .blocking(move |s| {
-            let target = s
-                .rooms
-                .get_pdu(&body.event_id)?
-                .filter(|pdu| pdu.room_id == body.room_id)
-                .ok_or_else(|| Error::not_found("Event not found"))?;
-            if !s
-                .rooms
-                .user_can_redact(&body.room_id, &session.user_id, &target)?
-            {
-                return Err(Error::forbidden("You may not redact this event"));
-            }
-            let mut content = json!({});
-            if let Some(reason) = body.reason {
-                content["reason"] = json!(reason);
-            }
-            // Room v11+ carry `redacts` in the content; older versions at the top level.
-            content["redacts"] = json!(body.event_id);
-            let event = NewEvent {
-                kind: TimelineEventType::RoomRedaction,
-                content,
-                state_key: None,
-                redacts: Some(body.event_id.clone()),
-                txn: Some((
-                    session.device_id.to_string(),
-                    format!("redact:{}", body.txn_id),
-                )),
-            };
-            s.rooms.append(&body.room_id, &session.user_id, event)
-        })
+        .blocking(move |s| s.rooms.append(&room_id, &session.user_id, event))
         .await?;
     Ok(Json(json!({ "event_id": pdu.event_id })))
 }

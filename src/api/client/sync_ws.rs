@@ -11,7 +11,9 @@
 //!   empty); later frames only when something changed. Reconnecting with the last `next_batch`
 //!   as `since` loses and repeats nothing.
 //! - The server pings every 30 s; the connection ends on close, or on an error frame
-//!   `{"errcode": …, "error": …}`.
+//!   `{"errcode": …, "error": …}` — the same body HTTP would answer. The access token is
+//!   watched for the connection's whole life: logout, device deletion, a password change with
+//!   logout, deactivation, refresh or expiry end it at once with an `M_UNKNOWN_TOKEN` frame.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -23,7 +25,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     api::{AppState, extract::bearer_token},
@@ -45,8 +47,14 @@ pub async fn sync_ws(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Error> {
     let since = parse_since(params.get("since").map(String::as_str))?;
-    let session = match bearer_token(&headers) {
-        Some(token) => Some(services.sessions.authenticate(&token, None)?),
+    let authenticated = match bearer_token(&headers) {
+        Some(token) => {
+            let checked = token.clone();
+            let session = services
+                .blocking(move |s| s.sessions.authenticate(&checked, None))
+                .await?;
+            Some((token, session))
+        }
         None => None,
     };
     let filter_param = params.get("filter").cloned();
@@ -56,15 +64,25 @@ pub async fn sync_ws(
         .unwrap_or_else(|| "online".to_owned());
     Ok(upgrade
         .on_upgrade(move |socket| async move {
-            if let Err(e) = run(socket, services, session, since, filter_param, presence).await {
+            if let Err(e) = run(
+                socket,
+                services,
+                authenticated,
+                since,
+                filter_param,
+                presence,
+            )
+            .await
+            {
                 tracing::debug!(error = %e, "websocket sync ended");
             }
         })
         .into_response())
 }
 
+/// Sends the error's public body (internal details are logged, never sent) and closes.
 async fn send_error(socket: &mut WebSocket, error: Error) {
-    let body = json!({ "errcode": error.errcode(), "error": error.to_string() });
+    let (_, body) = error.into_public();
     let _ = socket.send(Message::Text(body.to_string().into())).await;
     let _ = socket.send(Message::Close(None)).await;
 }
@@ -72,28 +90,47 @@ async fn send_error(socket: &mut WebSocket, error: Error) {
 async fn run(
     mut socket: WebSocket,
     services: AppState,
-    session: Option<Session>,
+    authenticated: Option<(String, Session)>,
     mut since: Option<u64>,
     filter_param: Option<String>,
     presence: String,
 ) -> Result<(), axum::Error> {
-    let session = match session {
-        Some(session) => session,
+    let (token, session) = match authenticated {
+        Some(authenticated) => authenticated,
         None => match first_frame_token(&mut socket).await {
-            Some(token) => match services.sessions.authenticate(&token, None) {
-                Ok(session) => session,
-                Err(e) => {
-                    send_error(&mut socket, e).await;
-                    return Ok(());
+            Some(token) => {
+                let checked = token.clone();
+                match services
+                    .blocking(move |s| s.sessions.authenticate(&checked, None))
+                    .await
+                {
+                    Ok(session) => (token, session),
+                    Err(e) => {
+                        send_error(&mut socket, e).await;
+                        return Ok(());
+                    }
                 }
-            },
+            }
             None => {
                 send_error(&mut socket, Error::missing_token()).await;
                 return Ok(());
             }
         },
     };
-    let filter = match resolve_filter(&services, &session, filter_param.as_deref()) {
+    // Subscribed before the first check, so a revocation right after it still wakes us.
+    let mut revocations = services.sessions.revocations();
+    let mut expires_at = match token_still_valid(&services, &token).await {
+        Ok(expires_at) => expires_at,
+        Err(e) => {
+            send_error(&mut socket, e).await;
+            return Ok(());
+        }
+    };
+    let filter_for = session.clone();
+    let filter = match services
+        .blocking(move |s| resolve_filter(s, &filter_for, filter_param.as_deref()))
+        .await
+    {
         Ok(filter) => filter,
         Err(e) => {
             send_error(&mut socket, e).await;
@@ -135,15 +172,47 @@ async fn run(
             first = false;
         }
         loop {
+            let expiry = expiry_sleep(expires_at);
             tokio::select! {
                 _ = &mut woken => break,
+                _ = revocations.changed() => {}
+                _ = expiry => {}
                 _ = ping.tick() => socket.send(Message::Ping(Vec::new().into())).await?,
                 incoming = socket.recv() => match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => continue,
                 },
             }
+            // A revocation, the expiry time or a ping: the token is checked again (pings
+            // catch anything else that ended the session).
+            match token_still_valid(&services, &token).await {
+                Ok(expiry) => expires_at = expiry,
+                Err(e) => {
+                    send_error(&mut socket, e).await;
+                    return Ok(());
+                }
+            }
         }
+    }
+}
+
+/// Re-checks the connection's token (see `SessionService::validate`); `Ok` carries its
+/// expiry time.
+async fn token_still_valid(services: &AppState, token: &str) -> Result<Option<u64>, Error> {
+    let token = token.to_owned();
+    services
+        .blocking(move |s| s.sessions.validate(&token))
+        .await
+}
+
+/// Sleeps until a token expires (forever for tokens that don't).
+async fn expiry_sleep(expires_at: Option<u64>) {
+    match expires_at {
+        Some(at) => {
+            let left = at.saturating_sub(crate::util::now_millis());
+            tokio::time::sleep(Duration::from_millis(left)).await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -160,7 +229,7 @@ async fn first_frame_token(socket: &mut WebSocket) -> Option<String> {
 }
 
 fn resolve_filter(
-    services: &AppState,
+    services: &crate::service::Services,
     session: &Session,
     filter: Option<&str>,
 ) -> Result<SyncFilter, Error> {

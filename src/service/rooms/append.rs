@@ -12,7 +12,8 @@ use ruma::{
 use serde_json::{Value, value::RawValue};
 
 use super::{
-    EventLocation, MAX_PDU_BYTES, Membership, NewEvent, Pdu, RoomRecord, RoomService, rules_for,
+    EventLocation, MAX_PDU_BYTES, Membership, NewEvent, Pdu, RoomRecord, RoomService, Txn,
+    TxnEndpoint, rules_for,
 };
 use crate::{
     error::{Error, Result},
@@ -22,13 +23,9 @@ use crate::{
 
 impl RoomService {
     /// Builds, signs, authorizes and stores a local event. Blocking: call from a blocking task.
-    pub fn append(&self, room_id: &RoomId, sender: &UserId, new: NewEvent) -> Result<Pdu> {
-        let lock = self.room_lock(room_id);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let txn_key = new
-            .txn
-            .as_ref()
-            .map(|(device, txn)| txn_key(device, room_id, txn));
+    pub fn append(&self, room_id: &RoomId, sender: &UserId, mut new: NewEvent) -> Result<Pdu> {
+        let _guard = self.room_locks.lock(room_id);
+        let txn_key = new.txn.as_ref().map(|txn| txn_key(txn, room_id));
         if let Some(key) = &txn_key
             && let Some(existing) = self.event_for_txn(sender, key)?
         {
@@ -38,6 +35,9 @@ impl RoomService {
         }
         let (short_room, room) = self.known_room(room_id)?;
         let rules = rules_for(&room.version)?;
+        if new.kind == TimelineEventType::RoomRedaction {
+            self.prepare_local_redaction(room_id, sender, &rules, &mut new)?;
+        }
         let content = serde_json::value::to_raw_value(&new.content).map_err(Error::internal)?;
         let auth_types = ruma::state_res::auth_types_for_event(
             &new.kind,
@@ -72,7 +72,7 @@ impl RoomService {
             &rules,
             &mut object,
             pdu,
-            new.txn,
+            new.txn.map(|txn| (txn.device_id, txn.txn_id)),
             txn_key.as_deref(),
         )
     }
@@ -158,16 +158,14 @@ impl RoomService {
         short_room: u64,
         snapshot: Option<u64>,
     ) -> Result<()> {
-        let fetch_event = |id: &EventId| self.get_pdu(id).ok().flatten();
-        ruma::state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event)
-            .map_err(|reason| Error::forbidden(format!("Event not authorized: {reason}")))?;
-        let fetch_state = |event_type: &StateEventType, state_key: &str| {
-            self.state_event_in(short_room, snapshot, event_type, state_key)
-                .ok()
-                .flatten()
-        };
-        ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state)
-            .map_err(|reason| Error::forbidden(format!("Event not authorized: {reason}")))
+        authorize_with(
+            rules,
+            pdu,
+            |id| self.get_pdu(id),
+            |event_type, state_key| {
+                self.state_event_in(short_room, snapshot, event_type, state_key)
+            },
+        )
     }
 
     /// Stores an authorized event and everything that follows from it in one batch.
@@ -189,11 +187,14 @@ impl RoomService {
         let short_event = self.db.next_count()?;
         let state_before = room.state_hash;
         let mut stored = pdu;
+        // Held until the batch is written when the event needs a new short state key.
+        let mut short_key_guard = None;
 
         if let Some(state_key) = stored.state_key.clone() {
-            let short_key = self
-                .state
-                .ensure_short_state_key(&stored.kind.to_string(), &state_key)?;
+            let (short_key, new_key_guard) =
+                self.state
+                    .short_state_key_in(&mut batch, &stored.kind.to_string(), &state_key)?;
+            short_key_guard = new_key_guard;
             if let Some(previous) = self.state.current_event(short_room, short_key)?
                 && let Some(previous) = self.pdu_by_short(previous)?
             {
@@ -265,12 +266,7 @@ impl RoomService {
                 );
             }
         }
-        let mut redacted = None;
-        if stored.kind == TimelineEventType::RoomRedaction
-            && let Some(target) = stored.redacted_event()
-        {
-            redacted = self.redact_into(&mut batch, &target, &stored, rules)?;
-        }
+        let redacted = self.apply_redaction(&mut batch, &stored, rules)?;
 
         self.index_relation(&mut batch, &stored, count)?;
         self.index_for_search(&mut batch, &stored, count);
@@ -301,6 +297,7 @@ impl RoomService {
         room.depth = stored.depth.into();
         self.rooms.put(&mut batch, &short_room, &room);
         self.db.write(batch)?;
+        drop(short_key_guard);
         if let Some((_, parent)) = super::relations::relation_of(&stored) {
             self.has_relations.invalidate(&parent.to_string());
         }
@@ -317,48 +314,6 @@ impl RoomService {
         drop(stream);
         self.wake_room(&stored)?;
         Ok(stored)
-    }
-
-    /// Replaces a stored event by its redacted form (content really removed). Returns the
-    /// short id of the event it rewrote.
-    fn redact_into(
-        &self,
-        batch: &mut Batch,
-        target: &EventId,
-        redaction: &Pdu,
-        rules: &RoomVersionRules,
-    ) -> Result<Option<u64>> {
-        let Some(location) = self.location(target)? else {
-            return Ok(None);
-        };
-        let Some(raw) = self.pdus.get(&(location.short_room, location.count))? else {
-            return Ok(None);
-        };
-        self.unindex_for_search(batch, &Pdu::from_raw(&raw)?, location.count);
-        let object: CanonicalJsonObject = serde_json::from_str(raw.get())
-            .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))?;
-        let mut redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
-            .map_err(|e| Error::internal(format!("redacting: {e}")))?;
-        // `redact` keeps only PDU fields; our stored extras come back.
-        redacted.insert(
-            "event_id".into(),
-            CanonicalJsonValue::String(target.to_string()),
-        );
-        redacted.insert(
-            "room_id".into(),
-            CanonicalJsonValue::String(redaction.room_id.to_string()),
-        );
-        let because = serde_json::to_value(redaction.to_client_format(now_millis()))
-            .map_err(Error::internal)?;
-        let because = ruma::canonical_json::to_canonical_value(because).map_err(Error::internal)?;
-        let unsigned = CanonicalJsonObject::from_iter([("redacted_because".to_owned(), because)]);
-        redacted.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
-        self.pdus.put(
-            batch,
-            &(location.short_room, location.count),
-            &raw_object(&redacted)?,
-        );
-        Ok(Some(location.short_event))
     }
 
     /// Stores a brand-new room: the create event and the room records. Blocking.
@@ -390,8 +345,7 @@ impl RoomService {
             (false, Some(room_id)) => room_id,
             (false, None) => return Err(Error::internal("room id missing for a pre-v12 room")),
         };
-        let lock = self.room_lock(&room_id);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.room_locks.lock(&room_id);
         if self.room(&room_id)?.is_some() {
             return Err(Error::unknown(
                 http::StatusCode::BAD_REQUEST,
@@ -399,7 +353,8 @@ impl RoomService {
             ));
         }
         let pdu = finish_pdu(&mut object, &event_id, &room_id)?;
-        let fetch_event = |id: &EventId| self.get_pdu(id).ok().flatten();
+        // A create event has no auth events: nothing is read from storage here.
+        let fetch_event = |_: &EventId| None::<Pdu>;
         ruma::state_res::check_state_independent_auth_rules(
             &rules.authorization,
             &pdu,
@@ -432,9 +387,59 @@ impl RoomService {
     }
 }
 
-/// Storage key of a transaction id: scoped to the device and the room.
-fn txn_key(device: &str, room_id: &RoomId, txn: &str) -> String {
-    serde_json::to_string(&[device, room_id.as_str(), txn]).unwrap_or_default()
+/// Runs the room version's authorization rules over `pdu`, reading its auth events and the
+/// state through the given (fallible) lookups. A failed read is an internal error, never a
+/// refusal: the rules only judge what could really be read.
+fn authorize_with(
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    fetch_event: impl Fn(&EventId) -> Result<Option<Pdu>>,
+    fetch_state: impl Fn(&StateEventType, &str) -> Result<Option<Pdu>>,
+) -> Result<()> {
+    let read_failure = std::cell::RefCell::new(None::<Error>);
+    let keep_failure = |result: Result<Option<Pdu>>| {
+        result.unwrap_or_else(|e| {
+            read_failure.borrow_mut().get_or_insert(e);
+            None
+        })
+    };
+    let refused = |reason: String| Error::forbidden(format!("Event not authorized: {reason}"));
+    let independent = ruma::state_res::check_state_independent_auth_rules(
+        &rules.authorization,
+        pdu,
+        |id: &EventId| keep_failure(fetch_event(id)),
+    );
+    if let Some(e) = read_failure.borrow_mut().take() {
+        return Err(e);
+    }
+    independent.map_err(refused)?;
+    let dependent = ruma::state_res::check_state_dependent_auth_rules(
+        &rules.authorization,
+        pdu,
+        |event_type: &StateEventType, state_key: &str| {
+            keep_failure(fetch_state(event_type, state_key))
+        },
+    );
+    if let Some(e) = read_failure.borrow_mut().take() {
+        return Err(e);
+    }
+    dependent.map_err(refused)
+}
+
+/// Storage key of a transaction id: scoped to the device, the room and the endpoint. `/send`
+/// keys keep their original three-part layout; other endpoints add their name in front, so the
+/// id spaces never meet.
+fn txn_key(txn: &Txn, room_id: &RoomId) -> String {
+    let (device, room, id) = (
+        txn.device_id.as_str(),
+        room_id.as_str(),
+        txn.txn_id.as_str(),
+    );
+    match txn.endpoint {
+        TxnEndpoint::Send => serde_json::to_string(&[device, room, id]),
+        TxnEndpoint::Redact => serde_json::to_string(&["redact", device, room, id]),
+    }
+    .unwrap_or_default()
 }
 
 /// Adds our bookkeeping fields to a signed object and parses it.
@@ -455,6 +460,48 @@ fn finish_pdu(
 }
 
 /// The stored form of an event object.
-fn raw_object(object: &CanonicalJsonObject) -> Result<Box<RawValue>> {
+pub(super) fn raw_object(object: &CanonicalJsonObject) -> Result<Box<RawValue>> {
     serde_json::value::to_raw_value(object).map_err(Error::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Pdu {
+        serde_json::from_value(serde_json::json!({
+            "event_id": "$m",
+            "room_id": "!room:x",
+            "sender": "@a:x",
+            "origin_server_ts": 1,
+            "type": "m.room.message",
+            "content": { "msgtype": "m.text", "body": "hi" },
+            "prev_events": ["$p"],
+            "auth_events": ["$create"],
+            "depth": 2,
+        }))
+        .expect("valid test event")
+    }
+
+    #[test]
+    fn a_failed_read_is_an_internal_error_not_a_refusal() {
+        let rules = RoomVersionRules::V10;
+        let broken = || Err(Error::internal("disk on fire"));
+        let result = authorize_with(&rules, &message(), |_| broken(), |_, _| broken());
+        assert!(
+            matches!(result, Err(Error::Internal(_))),
+            "auth event unreadable: {result:?}"
+        );
+        let result = authorize_with(&rules, &message(), |_| Ok(None), |_, _| Ok(None));
+        assert!(
+            matches!(
+                result,
+                Err(Error::Matrix {
+                    errcode: "M_FORBIDDEN",
+                    ..
+                })
+            ),
+            "really missing auth events are a refusal: {result:?}"
+        );
+    }
 }

@@ -11,16 +11,14 @@ pub mod membership;
 pub mod pdu;
 pub mod read;
 pub mod recent;
+pub mod redaction;
 pub mod relations;
 pub mod search;
 pub mod state;
 pub mod upgrade;
 pub mod visibility;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use ruma::{
     EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UserId,
@@ -89,8 +87,25 @@ pub struct NewEvent {
     pub content: Value,
     pub state_key: Option<String>,
     pub redacts: Option<OwnedEventId>,
-    /// `(device id, transaction id)` for idempotent sends.
-    pub txn: Option<(String, String)>,
+    /// The transaction id of an idempotent send.
+    pub txn: Option<Txn>,
+}
+
+/// A client's transaction id for an event it sends.
+#[derive(Clone, Debug)]
+pub struct Txn {
+    pub device_id: String,
+    pub txn_id: String,
+    /// Each endpoint has its own id space: the same id sent to `/send` and to `/redact` names
+    /// two requests.
+    pub endpoint: TxnEndpoint,
+}
+
+/// Which endpoint a transaction id was sent to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnEndpoint {
+    Send,
+    Redact,
 }
 
 impl NewEvent {
@@ -137,7 +152,7 @@ pub struct RoomService {
     search_index: Table<(String, u64), Vec<String>>,
     /// One lock per room: event creation in a room is serialized so `prev_events`, depth and
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
-    room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
+    room_locks: crate::service::keyed_locks::KeyedLocks<OwnedRoomId>,
     event_cache: event_cache::EventCache,
     /// Event id → location, and event → state snapshot before it: both never change once
     /// written, so these caches need no invalidation.
@@ -194,7 +209,7 @@ impl RoomService {
             room_members: db.table(Cf::RoomMembers),
             notifier,
             search_index: db.table(Cf::SearchIndex),
-            room_locks: Mutex::new(HashMap::new()),
+            room_locks: Default::default(),
             event_cache: event_cache::EventCache::new(event_cache_entries),
             locations: Cache::new(event_cache_entries),
             states_before: Cache::new(event_cache_entries),
@@ -213,11 +228,6 @@ impl RoomService {
 
     pub fn server_name(&self) -> &ruma::ServerName {
         &self.keys.server_name
-    }
-
-    fn room_lock(&self, room_id: &RoomId) -> Arc<Mutex<()>> {
-        let mut locks = self.room_locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(room_id.to_owned()).or_default().clone()
     }
 
     /// The short id and record of a known room.

@@ -58,8 +58,13 @@ impl Pdu {
         serde_json::from_str(self.content.get()).unwrap_or(Value::Null)
     }
 
-    /// The id of the redacted event: top-level `redacts`, or `content.redacts` (room v11+).
+    /// The event a redaction names, for display to clients: top-level `redacts`, or
+    /// `content.redacts` (room v11+). Which one counts for applying it depends on the room
+    /// version: see [`super::redaction::redaction_target`].
     pub fn redacted_event(&self) -> Option<OwnedEventId> {
+        if self.kind != TimelineEventType::RoomRedaction {
+            return None;
+        }
         self.redacts.clone().or_else(|| {
             let content = self.content_value();
             content.get("redacts")?.as_str()?.try_into().ok()

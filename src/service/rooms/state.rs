@@ -38,16 +38,17 @@ pub struct StateDelta {
 /// Owns short state keys, snapshots and current state.
 pub struct StateStore {
     db: Db,
-    short_by_key: Table<String, u64>,
+    short_by_key: Table<(String, String), u64>,
     key_by_short: Table<u64, (String, String)>,
     snapshots: Table<u64, StateDelta>,
     current: Table<(u64, u64), u64>,
-    /// Short state keys are shared by all rooms: creation is serialized.
+    /// Short state keys are shared by all rooms: creating one is serialized, and the lock is
+    /// held until the batch that writes it has landed (see [`StateStore::short_state_key_in`]).
     short_key_lock: Mutex<()>,
     /// Recently loaded snapshots (they never change).
     cache: Cache<u64, Arc<StateMap>, NumberKeys>,
     /// `(type, state key)` → short id; assigned once, never changed.
-    short_keys: Cache<String, u64>,
+    short_keys: Cache<(String, String), u64>,
 }
 
 /// Snapshots kept in memory: a few per active room (current state, the start of recent
@@ -56,9 +57,8 @@ const SNAPSHOTS_CACHED: usize = 1024;
 /// Short state keys kept in memory (one per member of every busy room, and a few more).
 const SHORT_KEYS_CACHED: usize = 16_384;
 
-fn state_key_string(event_type: &str, state_key: &str) -> String {
-    format!("{event_type}\u{ff}{state_key}")
-}
+/// Held while a new short state key is being written: see [`StateStore::short_state_key_in`].
+pub type NewShortKeyGuard<'a> = std::sync::MutexGuard<'a, ()>;
 
 impl StateStore {
     pub fn new(db: Db) -> Self {
@@ -78,34 +78,36 @@ impl StateStore {
     pub fn short_state_key(&self, event_type: &str, state_key: &str) -> Result<Option<u64>> {
         Ok(self
             .short_keys
-            .get_or_load(state_key_string(event_type, state_key), |key| {
+            .get_or_load((event_type.to_owned(), state_key.to_owned()), |key| {
                 self.short_by_key.get(key)
             })?)
     }
 
-    /// The short id of `(event_type, state_key)`, assigning one (in its own write) if needed.
-    pub fn ensure_short_state_key(&self, event_type: &str, state_key: &str) -> Result<u64> {
+    /// The short id of `(event_type, state_key)`. A new one is written into `batch`, the
+    /// event's own, so a crash never leaves an id behind without its event; the returned guard
+    /// must then be held until that batch is written (or dropped), so that no other room assigns
+    /// the same pair a second id in the meantime.
+    pub fn short_state_key_in(
+        &self,
+        batch: &mut Batch,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<(u64, Option<NewShortKeyGuard<'_>>)> {
         if let Some(short) = self.short_state_key(event_type, state_key)? {
-            return Ok(short);
+            return Ok((short, None));
         }
-        let key = state_key_string(event_type, state_key);
-        let _guard = self
+        let key = (event_type.to_owned(), state_key.to_owned());
+        let guard = self
             .short_key_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(short) = self.short_by_key.get(&key)? {
-            return Ok(short);
+            return Ok((short, None));
         }
         let short = self.db.next_count()?;
-        let mut batch = self.db.batch();
-        self.short_by_key.put(&mut batch, &key, &short);
-        self.key_by_short.put(
-            &mut batch,
-            &short,
-            &(event_type.to_owned(), state_key.to_owned()),
-        );
-        self.db.write(batch)?;
-        Ok(short)
+        self.short_by_key.put(batch, &key, &short);
+        self.key_by_short.put(batch, &short, &key);
+        Ok((short, Some(guard)))
     }
 
     /// `(event type, state key)` of a short state key.
@@ -255,26 +257,57 @@ mod tests {
         assert_eq!(state.get(&1001), Some(&1));
     }
 
+    /// Assigns (or finds) a short key in a batch of its own and writes it.
+    fn short_key(store: &StateStore, db: &Db, event_type: &str, state_key: &str) -> u64 {
+        let mut batch = db.batch();
+        let (short, guard) = store
+            .short_state_key_in(&mut batch, event_type, state_key)
+            .unwrap();
+        db.write(batch).unwrap();
+        drop(guard);
+        short
+    }
+
     #[test]
     fn short_state_keys_are_stable() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
-        let store = StateStore::new(db);
-        let a = store
-            .ensure_short_state_key("m.room.member", "@a:x")
-            .unwrap();
-        assert_eq!(
-            store
-                .ensure_short_state_key("m.room.member", "@a:x")
-                .unwrap(),
-            a
-        );
-        assert_ne!(
-            store
-                .ensure_short_state_key("m.room.member", "@b:x")
-                .unwrap(),
-            a
-        );
+        let store = StateStore::new(db.clone());
+        let a = short_key(&store, &db, "m.room.member", "@a:x");
+        assert_eq!(short_key(&store, &db, "m.room.member", "@a:x"), a);
+        assert_ne!(short_key(&store, &db, "m.room.member", "@b:x"), a);
         assert_eq!(store.state_key_of(a).unwrap().unwrap().1, "@a:x");
+    }
+
+    #[test]
+    fn pairs_that_join_to_the_same_text_get_different_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+        let store = StateStore::new(db.clone());
+        let first = short_key(&store, &db, "a\u{ff}", "b");
+        let second = short_key(&store, &db, "a", "\u{ff}b");
+        assert_ne!(first, second);
+        let fresh = StateStore::new(db);
+        assert_eq!(fresh.short_state_key("a\u{ff}", "b").unwrap(), Some(first));
+        assert_eq!(fresh.short_state_key("a", "\u{ff}b").unwrap(), Some(second));
+    }
+
+    #[test]
+    fn a_new_key_exists_only_once_its_batch_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+        let store = StateStore::new(db.clone());
+        let mut batch = db.batch();
+        let (short, guard) = store
+            .short_state_key_in(&mut batch, "m.room.topic", "")
+            .unwrap();
+        assert!(guard.is_some(), "a new key holds the lock until written");
+        // The event's batch is never written (a crash or a refused event): nothing is left.
+        drop(batch);
+        drop(guard);
+        assert_eq!(store.short_state_key("m.room.topic", "").unwrap(), None);
+        assert_eq!(store.state_key_of(short).unwrap(), None);
+        let again = short_key(&store, &db, "m.room.topic", "");
+        assert_eq!(store.state_key_of(again).unwrap().unwrap().1, "");
     }
 }
