@@ -10,6 +10,8 @@
 //!
 //! Runs with durable writes (`storage.sync_writes = true`, the default).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::{
     collections::{HashMap, HashSet},
     fs::File,
