@@ -3,12 +3,14 @@
 //! events through the same authorization and persistence steps.
 
 pub mod aliases;
-mod append;
+mod builder;
 pub mod create;
 pub mod event_cache;
 pub mod filter;
 pub mod membership;
 pub mod pdu;
+mod persist;
+mod pipeline;
 pub mod read;
 pub mod recent;
 pub mod redaction;

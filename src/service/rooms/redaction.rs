@@ -144,7 +144,7 @@ impl RoomService {
         self.pdus.put(
             batch,
             &(location.short_room, location.count),
-            &super::append::raw_object(&redacted)?,
+            &super::persist::raw_object(&redacted)?,
         );
         Ok(Some(location.short_event))
     }

@@ -1,0 +1,204 @@
+//! Storing an authorized event: the event, its indexes (state, membership, relations,
+//! search, transaction id, redaction of its target) and the room record, in one atomic batch,
+//! then the caches and wake-ups that follow. A new index on every event is one more call here.
+
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, events::TimelineEventType};
+use serde_json::value::RawValue;
+
+use super::{EventLocation, Membership, Pdu, RoomService, pipeline::Accepted};
+use crate::error::{Error, Result};
+
+impl RoomService {
+    /// Stores an authorized event and everything that follows from it in one batch.
+    pub(super) fn persist(&self, event: Accepted<'_>) -> Result<Pdu> {
+        let Accepted {
+            mut batch,
+            short_room,
+            mut room,
+            rules,
+            object,
+            pdu,
+            state_before,
+            txn,
+            txn_key,
+        } = event;
+        // Held until the write lands, so sync tokens never pass an unwritten event.
+        let stream = self.db.next_stream_position()?;
+        let count = stream.position;
+        let short_event = self.db.next_count()?;
+        let mut stored = pdu;
+        // Held until the batch is written when the event needs a new short state key.
+        let mut short_key_guard = None;
+
+        if let Some(state_key) = stored.state_key.clone() {
+            let (short_key, new_key_guard) =
+                self.state
+                    .short_state_key_in(&mut batch, &stored.kind.to_string(), &state_key)?;
+            short_key_guard = new_key_guard;
+            if let Some(previous) = self.state.current_event(short_room, short_key)?
+                && let Some(previous) = self.pdu_by_short(previous)?
+            {
+                let unsigned = object
+                    .entry("unsigned".into())
+                    .or_insert_with(|| CanonicalJsonValue::Object(CanonicalJsonObject::new()));
+                if let CanonicalJsonValue::Object(unsigned) = unsigned {
+                    let prev = ruma::canonical_json::to_canonical_value(previous.content_value())
+                        .map_err(Error::internal)?;
+                    unsigned.insert("prev_content".into(), prev);
+                    unsigned.insert(
+                        "replaces_state".into(),
+                        CanonicalJsonValue::String(previous.event_id.to_string()),
+                    );
+                    unsigned.insert(
+                        "prev_sender".into(),
+                        CanonicalJsonValue::String(previous.sender.to_string()),
+                    );
+                }
+                stored = Pdu::from_object(object)?;
+            }
+            room.state_hash = self.state.derive(
+                &mut batch,
+                Some(state_before).filter(|h| *h != 0),
+                &[(short_key, Some(short_event))],
+            )?;
+            self.state
+                .set_current(&mut batch, short_room, short_key, short_event);
+            if stored.kind == TimelineEventType::RoomJoinRules && state_key.is_empty() {
+                let key = stored.room_id.to_string();
+                if stored.content_value()["join_rule"] == "public" {
+                    self.public_join_rule.put(&mut batch, &key, &true);
+                } else {
+                    self.public_join_rule.delete(&mut batch, &key);
+                }
+            }
+            if stored.kind == TimelineEventType::RoomMember {
+                let membership = stored.content_value()["membership"]
+                    .as_str()
+                    .unwrap_or("leave")
+                    .to_owned();
+                let key = (state_key.clone(), stored.room_id.to_string());
+                self.room_members.put(
+                    &mut batch,
+                    &(stored.room_id.to_string(), state_key.clone()),
+                    &membership,
+                );
+                let previous = self.user_rooms.get(&key)?.map(|m| m.membership);
+                let was = |state: &str| previous.as_deref() == Some(state);
+                match (was("join"), membership == "join") {
+                    (false, true) => room.joined_members += 1,
+                    (true, false) => room.joined_members = room.joined_members.saturating_sub(1),
+                    _ => {}
+                }
+                match (was("invite"), membership == "invite") {
+                    (false, true) => room.invited_members += 1,
+                    (true, false) => room.invited_members = room.invited_members.saturating_sub(1),
+                    _ => {}
+                }
+                self.user_rooms.put(
+                    &mut batch,
+                    &key,
+                    &Membership {
+                        membership,
+                        event_id: stored.event_id.clone(),
+                        count,
+                        forgotten: false,
+                    },
+                );
+            }
+        }
+        let redacted = self.apply_redaction(&mut batch, &stored, rules)?;
+
+        self.index_relation(&mut batch, &stored, count)?;
+        self.index_for_search(&mut batch, &stored, count);
+        self.pdus
+            .put(&mut batch, &(short_room, count), &raw_object(object)?);
+        self.events.put(
+            &mut batch,
+            &stored.event_id.to_string(),
+            &EventLocation {
+                short_event,
+                short_room,
+                count,
+                txn,
+            },
+        );
+        self.event_ids
+            .put(&mut batch, &short_event, &stored.event_id.to_string());
+        self.state_before
+            .put(&mut batch, &short_event, &state_before);
+        if let Some(key) = txn_key {
+            self.txns.put(
+                &mut batch,
+                &(stored.sender.to_string(), key.to_owned()),
+                &stored.event_id.to_string(),
+            );
+        }
+        room.extremities = extremities_after(&room.extremities, &stored);
+        room.depth = stored.depth.into();
+        self.rooms.put(&mut batch, &short_room, &room);
+        self.db.write(batch)?;
+        drop(short_key_guard);
+        if let Some((_, parent)) = super::relations::relation_of(&stored) {
+            self.has_relations.invalidate(&parent.to_string());
+        }
+        if let Some(short_event) = redacted {
+            // Only after the write: see the event cache's module documentation.
+            self.event_cache.invalidate(&short_event);
+            self.snapshot_events.invalidate_all();
+            self.redactions
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.records
+            .update(&short_room, |_| std::sync::Arc::new(room.clone()));
+        self.note_appended(short_room, count, short_event);
+        drop(stream);
+        self.wake_room(&stored)?;
+        Ok(stored)
+    }
+}
+
+/// The room's forward extremities once `event` is stored: those it names as `prev_events` are
+/// no longer extremities, and it is one. (A local event names them all, leaving just itself.)
+fn extremities_after(before: &[OwnedEventId], event: &Pdu) -> Vec<OwnedEventId> {
+    let mut after: Vec<OwnedEventId> = before
+        .iter()
+        .filter(|id| !event.prev_events.contains(id) && **id != event.event_id)
+        .cloned()
+        .collect();
+    after.push(event.event_id.clone());
+    after
+}
+
+/// The stored form of an event object.
+pub(super) fn raw_object(object: &CanonicalJsonObject) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(object).map_err(Error::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_replaces_the_extremities_it_builds_on() {
+        let event: Pdu = serde_json::from_value(serde_json::json!({
+            "event_id": "$new",
+            "room_id": "!room:x",
+            "sender": "@a:x",
+            "origin_server_ts": 1,
+            "type": "m.room.message",
+            "content": {},
+            "prev_events": ["$a"],
+            "depth": 3,
+        }))
+        .expect("valid test event");
+        let before: Vec<OwnedEventId> = vec![
+            "$a".try_into().expect("event id"),
+            "$b".try_into().expect("event id"),
+        ];
+        let after: Vec<String> = extremities_after(&before, &event)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(after, ["$b", "$new"]);
+    }
+}
