@@ -5,8 +5,11 @@
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, events::TimelineEventType};
 use serde_json::value::RawValue;
 
-use super::{EventLocation, Membership, Pdu, RoomService, pipeline::Accepted};
-use crate::error::{Error, Result};
+use super::{EventLocation, Membership, Pdu, RoomRecord, RoomService, pipeline::Accepted};
+use crate::{
+    error::{Error, Result},
+    storage::Batch,
+};
 
 impl RoomService {
     /// Stores an authorized event and everything that follows from it in one batch.
@@ -35,26 +38,8 @@ impl RoomService {
                 self.state
                     .short_state_key_in(&mut batch, &stored.kind.to_string(), &state_key)?;
             short_key_guard = new_key_guard;
-            if let Some(previous) = self.state.current_event(short_room, short_key)?
-                && let Some(previous) = self.pdu_by_short(previous)?
-            {
-                let unsigned = object
-                    .entry("unsigned".into())
-                    .or_insert_with(|| CanonicalJsonValue::Object(CanonicalJsonObject::new()));
-                if let CanonicalJsonValue::Object(unsigned) = unsigned {
-                    let prev = ruma::canonical_json::to_canonical_value(previous.content_value())
-                        .map_err(Error::internal)?;
-                    unsigned.insert("prev_content".into(), prev);
-                    unsigned.insert(
-                        "replaces_state".into(),
-                        CanonicalJsonValue::String(previous.event_id.to_string()),
-                    );
-                    unsigned.insert(
-                        "prev_sender".into(),
-                        CanonicalJsonValue::String(previous.sender.to_string()),
-                    );
-                }
-                stored = Pdu::from_object(object)?;
+            if let Some(replaced) = self.note_replaced_state(short_room, short_key, object)? {
+                stored = replaced;
             }
             room.state_hash = self.state.derive(
                 &mut batch,
@@ -63,48 +48,7 @@ impl RoomService {
             )?;
             self.state
                 .set_current(&mut batch, short_room, short_key, short_event);
-            if stored.kind == TimelineEventType::RoomJoinRules && state_key.is_empty() {
-                let key = stored.room_id.to_string();
-                if stored.content_value()["join_rule"] == "public" {
-                    self.public_join_rule.put(&mut batch, &key, &true);
-                } else {
-                    self.public_join_rule.delete(&mut batch, &key);
-                }
-            }
-            if stored.kind == TimelineEventType::RoomMember {
-                let membership = stored.content_value()["membership"]
-                    .as_str()
-                    .unwrap_or("leave")
-                    .to_owned();
-                let key = (state_key.clone(), stored.room_id.to_string());
-                self.room_members.put(
-                    &mut batch,
-                    &(stored.room_id.to_string(), state_key.clone()),
-                    &membership,
-                );
-                let previous = self.user_rooms.get(&key)?.map(|m| m.membership);
-                let was = |state: &str| previous.as_deref() == Some(state);
-                match (was("join"), membership == "join") {
-                    (false, true) => room.joined_members += 1,
-                    (true, false) => room.joined_members = room.joined_members.saturating_sub(1),
-                    _ => {}
-                }
-                match (was("invite"), membership == "invite") {
-                    (false, true) => room.invited_members += 1,
-                    (true, false) => room.invited_members = room.invited_members.saturating_sub(1),
-                    _ => {}
-                }
-                self.user_rooms.put(
-                    &mut batch,
-                    &key,
-                    &Membership {
-                        membership,
-                        event_id: stored.event_id.clone(),
-                        count,
-                        forgotten: false,
-                    },
-                );
-            }
+            self.index_state_event(&mut batch, &mut room, &stored, &state_key, count)?;
         }
         let redacted = self.apply_redaction(&mut batch, &stored, rules)?;
 
@@ -154,6 +98,97 @@ impl RoomService {
         drop(stream);
         self.wake_room(&stored)?;
         Ok(stored)
+    }
+}
+
+impl RoomService {
+    /// Records in the event's `unsigned` the state event it replaces (`prev_content`,
+    /// `replaces_state`, `prev_sender`); returns the event re-read when there was one.
+    fn note_replaced_state(
+        &self,
+        short_room: u64,
+        short_key: u64,
+        object: &mut CanonicalJsonObject,
+    ) -> Result<Option<Pdu>> {
+        let Some(previous) = self.state.current_event(short_room, short_key)? else {
+            return Ok(None);
+        };
+        let Some(previous) = self.pdu_by_short(previous)? else {
+            return Ok(None);
+        };
+        let unsigned = object
+            .entry("unsigned".into())
+            .or_insert_with(|| CanonicalJsonValue::Object(CanonicalJsonObject::new()));
+        if let CanonicalJsonValue::Object(unsigned) = unsigned {
+            let prev = ruma::canonical_json::to_canonical_value(previous.content_value())
+                .map_err(Error::internal)?;
+            unsigned.insert("prev_content".into(), prev);
+            unsigned.insert(
+                "replaces_state".into(),
+                CanonicalJsonValue::String(previous.event_id.to_string()),
+            );
+            unsigned.insert(
+                "prev_sender".into(),
+                CanonicalJsonValue::String(previous.sender.to_string()),
+            );
+        }
+        Ok(Some(Pdu::from_object(object)?))
+    }
+
+    /// The indexes kept for particular state events: rooms with a public join rule, and
+    /// memberships (both directions) with the room's member counts.
+    fn index_state_event(
+        &self,
+        batch: &mut Batch,
+        room: &mut RoomRecord,
+        stored: &Pdu,
+        state_key: &str,
+        count: u64,
+    ) -> Result<()> {
+        if stored.kind == TimelineEventType::RoomJoinRules && state_key.is_empty() {
+            let key = stored.room_id.to_string();
+            if stored.content_value()["join_rule"] == "public" {
+                self.public_join_rule.put(batch, &key, &true);
+            } else {
+                self.public_join_rule.delete(batch, &key);
+            }
+        }
+        if stored.kind != TimelineEventType::RoomMember {
+            return Ok(());
+        }
+        let membership = stored.content_value()["membership"]
+            .as_str()
+            .unwrap_or("leave")
+            .to_owned();
+        let key = (state_key.to_owned(), stored.room_id.to_string());
+        self.room_members.put(
+            batch,
+            &(stored.room_id.to_string(), state_key.to_owned()),
+            &membership,
+        );
+        let previous = self.user_rooms.get(&key)?.map(|m| m.membership);
+        let was = |state: &str| previous.as_deref() == Some(state);
+        match (was("join"), membership == "join") {
+            (false, true) => room.joined_members += 1,
+            (true, false) => room.joined_members = room.joined_members.saturating_sub(1),
+            _ => {}
+        }
+        match (was("invite"), membership == "invite") {
+            (false, true) => room.invited_members += 1,
+            (true, false) => room.invited_members = room.invited_members.saturating_sub(1),
+            _ => {}
+        }
+        self.user_rooms.put(
+            batch,
+            &key,
+            &Membership {
+                membership,
+                event_id: stored.event_id.clone(),
+                count,
+                forgotten: false,
+            },
+        );
+        Ok(())
     }
 }
 
