@@ -62,7 +62,7 @@ fn main() {
     let alice = UserId::parse("@alice:localhost").unwrap();
     services
         .create_account(&alice, None, false, None, None)
-        .now_or_panic();
+        .unwrap();
     let room = services
         .create_room(
             &alice,
@@ -128,7 +128,7 @@ fn main() {
         let user = UserId::parse(format!("@member{i}:localhost")).unwrap();
         services
             .create_account(&user, None, false, None, None)
-            .now_or_panic();
+            .unwrap();
         services.join(&user, &room, None).unwrap();
     }
     let mut timings = Vec::new();
@@ -165,20 +165,4 @@ fn report(name: &str, timings: &mut [u64]) {
         p(0.99),
         timings.len()
     );
-}
-
-/// Runs a future that never waits (account creation without a password).
-trait NowOrPanic {
-    fn now_or_panic(self);
-}
-
-impl<F: Future<Output = hearth::error::Result<Option<hearth::service::sessions::IssuedTokens>>>>
-    NowOrPanic for F
-{
-    fn now_or_panic(self) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(self).unwrap();
-    }
 }

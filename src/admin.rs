@@ -66,43 +66,42 @@ fn describe(error: Error) -> String {
 }
 
 /// Runs a command against the services (in the server, or in the CLI's own process).
-pub async fn execute(services: &Services, command: AdminCommand) -> AdminReply {
-    let result = async {
-        match command {
-            AdminCommand::CreateUser {
-                name,
-                admin,
-                password,
-            } => {
-                let user_id = services.users.validate_new_localpart(&name)?;
-                services
-                    .create_account(&user_id, Some(password), admin, None, None)
-                    .await?;
-                Ok(AdminReply::Created {
-                    user_id: user_id.to_string(),
-                })
-            }
-            AdminCommand::ResetPassword { name, password } => {
-                let user_id = services
-                    .users
-                    .resolve_login_name(&name)
-                    .filter(|id| services.users.exists(id).unwrap_or(false))
-                    .ok_or_else(|| Error::not_found(format!("No local user {name}")))?;
-                services.admin_reset_password(&user_id, password).await?;
-                Ok(AdminReply::PasswordReset {
-                    user_id: user_id.to_string(),
-                })
-            }
-            AdminCommand::ListUsers => Ok(AdminReply::Users {
-                users: services.users.list()?,
-            }),
-            AdminCommand::ListReports => Ok(AdminReply::Reports {
-                reports: services.reports.list()?,
-            }),
+/// Blocking (storage, password hashing): run it on the blocking pool.
+pub fn execute(services: &Services, command: AdminCommand) -> AdminReply {
+    run(services, command).unwrap_or_else(|e| AdminReply::Failed { error: describe(e) })
+}
+
+fn run(services: &Services, command: AdminCommand) -> Result<AdminReply, Error> {
+    match command {
+        AdminCommand::CreateUser {
+            name,
+            admin,
+            password,
+        } => {
+            let user_id = services.users.validate_new_localpart(&name)?;
+            services.create_account(&user_id, Some(password), admin, None, None)?;
+            Ok(AdminReply::Created {
+                user_id: user_id.to_string(),
+            })
         }
+        AdminCommand::ResetPassword { name, password } => {
+            let user_id = services
+                .users
+                .resolve_login_name(&name)
+                .filter(|id| services.users.exists(id).unwrap_or(false))
+                .ok_or_else(|| Error::not_found(format!("No local user {name}")))?;
+            services.admin_reset_password(&user_id, password)?;
+            Ok(AdminReply::PasswordReset {
+                user_id: user_id.to_string(),
+            })
+        }
+        AdminCommand::ListUsers => Ok(AdminReply::Users {
+            users: services.users.list()?,
+        }),
+        AdminCommand::ListReports => Ok(AdminReply::Reports {
+            reports: services.reports.list()?,
+        }),
     }
-    .await;
-    result.unwrap_or_else(|e: Error| AdminReply::Failed { error: describe(e) })
 }
 
 /// Binds the admin socket (replacing a stale one: we hold the database lock, so no other
@@ -133,7 +132,7 @@ pub fn serve(services: Arc<Services>) -> std::io::Result<tokio::task::JoinHandle
 /// Largest command line accepted on the socket.
 const MAX_COMMAND_BYTES: u64 = 64 * 1024;
 
-async fn handle_connection(services: &Services, stream: UnixStream) -> std::io::Result<()> {
+async fn handle_connection(services: &Arc<Services>, stream: UnixStream) -> std::io::Result<()> {
     use tokio::io::AsyncReadExt;
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -143,7 +142,10 @@ async fn handle_connection(services: &Services, stream: UnixStream) -> std::io::
     let reply = match serde_json::from_str::<AdminCommand>(&line) {
         Ok(command) => {
             tracing::info!(command = ?redacted(&command), "admin command");
-            execute(services, command).await
+            services
+                .blocking(move |s| Ok(execute(s, command)))
+                .await
+                .unwrap_or_else(|e| AdminReply::Failed { error: describe(e) })
         }
         Err(e) => AdminReply::Failed {
             error: format!("unreadable command: {e}"),

@@ -277,7 +277,10 @@ async fn run_offline(config: Config, command: AdminCommand) -> Result<AdminReply
     let db = hearth::storage::Db::open(&config.database_path, &config.storage)
         .map_err(|e| e.to_string())?;
     let services = hearth::service::Services::new(config, db.clone()).map_err(|e| e.to_string())?;
-    let reply = admin::execute(&services, command).await;
+    let reply = std::sync::Arc::new(services)
+        .blocking(move |s| Ok(admin::execute(s, command)))
+        .await
+        .map_err(|e| e.to_string())?;
     db.flush().map_err(|e| e.to_string())?;
     Ok(reply)
 }

@@ -1,5 +1,8 @@
 //! Account flows that span several services: registration, login, password change,
 //! deactivation, device removal, and the user-interactive auth (UIAA) that guards them.
+//!
+//! These flows read and write storage and hash or verify passwords (argon2, slow on purpose):
+//! they block, so callers run them in [`Services::blocking`].
 
 use ruma::{
     OwnedDeviceId, OwnedUserId, UserId,
@@ -34,9 +37,9 @@ pub struct Registered {
 }
 
 /// The user a login names.
-pub enum LoginName<'a> {
+pub enum LoginName {
     /// `m.id.user` or the legacy `user` field.
-    User(&'a str),
+    User(String),
     /// A third-party id (e-mail, phone): this server binds none, so such logins fail.
     ThirdParty,
 }
@@ -56,7 +59,7 @@ impl Services {
 
     /// Runs one UIAA round for `purpose`. `Ok(())` once a flow is complete; otherwise the
     /// 401 challenge (with an errcode when the submitted stage failed).
-    pub async fn user_interactive_auth(
+    pub fn user_interactive_auth(
         &self,
         auth: Option<&AuthData>,
         flows: &[Vec<&'static str>],
@@ -95,7 +98,7 @@ impl Services {
                 };
                 let owner = user_id.filter(|owner| named.as_deref() == Some(*owner));
                 match owner {
-                    Some(owner) if self.users.check_password(owner, &given.password).await? => {
+                    Some(owner) if self.users.check_password(owner, &given.password)? => {
                         self.uiaa.complete(&session, uiaa::PASSWORD);
                         None
                     }
@@ -144,7 +147,7 @@ impl Services {
     }
 
     /// `POST /register` for a regular user.
-    pub async fn register(&self, request: RegistrationRequest) -> Result<Registered> {
+    pub fn register(&self, request: RegistrationRequest) -> Result<Registered> {
         self.ensure_registration_open()?;
         // Name problems are reported before the auth dance, so clients can fix them early.
         let requested = match &request.username {
@@ -158,8 +161,7 @@ impl Services {
             None => None,
         };
         let flows = self.registration_flows();
-        self.user_interactive_auth(request.auth.as_ref(), &flows, "register", None)
-            .await?;
+        self.user_interactive_auth(request.auth.as_ref(), &flows, "register", None)?;
         let password = request
             .password
             .ok_or_else(|| Error::missing_param("Missing password"))?;
@@ -168,19 +170,17 @@ impl Services {
             None => self.generated_user_id()?,
         };
         let want_login = !request.inhibit_login;
-        let tokens = self
-            .create_account(
-                &user_id,
-                Some(password),
-                false,
-                None,
-                want_login.then_some((
-                    request.device_id,
-                    request.initial_device_display_name,
-                    request.refresh_token,
-                )),
-            )
-            .await?;
+        let tokens = self.create_account(
+            &user_id,
+            Some(password),
+            false,
+            None,
+            want_login.then_some((
+                request.device_id,
+                request.initial_device_display_name,
+                request.refresh_token,
+            )),
+        )?;
         Ok(Registered { user_id, tokens })
     }
 
@@ -198,7 +198,7 @@ impl Services {
 
     /// Creates an account with its profile and, when `login` is given as (device id, device
     /// name, wants refresh token), its first session — all in one atomic write.
-    pub async fn create_account(
+    pub fn create_account(
         &self,
         user_id: &UserId,
         password: Option<String>,
@@ -207,7 +207,7 @@ impl Services {
         login: Option<(Option<OwnedDeviceId>, Option<String>, bool)>,
     ) -> Result<Option<IssuedTokens>> {
         let password_hash = match password {
-            Some(password) => Some(self.users.hash_password(password).await?),
+            Some(password) => Some(self.users.hash_password(&password)?),
             None => None,
         };
         let displayname = displayname.unwrap_or_else(|| user_id.localpart().to_owned());
@@ -230,9 +230,9 @@ impl Services {
     }
 
     /// `POST /login` with a password.
-    pub async fn login_with_password(
+    pub fn login_with_password(
         &self,
-        name: LoginName<'_>,
+        name: LoginName,
         password: &str,
         device_id: Option<OwnedDeviceId>,
         device_name: Option<String>,
@@ -242,12 +242,12 @@ impl Services {
         let LoginName::User(name) = name else {
             return Err(invalid());
         };
-        let user_id = self.users.resolve_login_name(name).ok_or_else(invalid)?;
+        let user_id = self.users.resolve_login_name(&name).ok_or_else(invalid)?;
         let record = self.users.get(&user_id)?.ok_or_else(invalid)?;
         if record.deactivated {
             return Err(Error::user_deactivated());
         }
-        if !self.users.check_password(&user_id, password).await? {
+        if !self.users.check_password(&user_id, password)? {
             return Err(invalid());
         }
         let tokens = self
@@ -257,7 +257,7 @@ impl Services {
     }
 
     /// `POST /account/password`.
-    pub async fn change_password(
+    pub fn change_password(
         &self,
         session: &Session,
         auth: Option<&AuthData>,
@@ -265,9 +265,8 @@ impl Services {
         logout_other_devices: bool,
     ) -> Result<()> {
         let flows = vec![vec![uiaa::PASSWORD]];
-        self.user_interactive_auth(auth, &flows, "change_password", Some(&session.user_id))
-            .await?;
-        let hash = self.users.hash_password(new_password).await?;
+        self.user_interactive_auth(auth, &flows, "change_password", Some(&session.user_id))?;
+        let hash = self.users.hash_password(&new_password)?;
         let _device_guard = self.sessions.lock();
         self.users
             .set_password_hash(&session.user_id, hash, |batch| {
@@ -284,10 +283,9 @@ impl Services {
 
     /// `POST /account/deactivate`: logs out every device, removes password and profile.
     /// The user id stays taken forever.
-    pub async fn deactivate(&self, session: &Session, auth: Option<&AuthData>) -> Result<()> {
+    pub fn deactivate(&self, session: &Session, auth: Option<&AuthData>) -> Result<()> {
         let flows = vec![vec![uiaa::PASSWORD]];
-        self.user_interactive_auth(auth, &flows, "deactivate", Some(&session.user_id))
-            .await?;
+        self.user_interactive_auth(auth, &flows, "deactivate", Some(&session.user_id))?;
         let _device_guard = self.sessions.lock();
         self.users.deactivate(&session.user_id, |batch| {
             let all = self.sessions.device_ids_except(&session.user_id, None)?;
@@ -299,21 +297,20 @@ impl Services {
     }
 
     /// `DELETE /devices/{id}` and `POST /delete_devices`.
-    pub async fn delete_devices(
+    pub fn delete_devices(
         &self,
         session: &Session,
         auth: Option<&AuthData>,
         device_ids: &[OwnedDeviceId],
     ) -> Result<()> {
         let flows = vec![vec![uiaa::PASSWORD]];
-        self.user_interactive_auth(auth, &flows, "delete_devices", Some(&session.user_id))
-            .await?;
+        self.user_interactive_auth(auth, &flows, "delete_devices", Some(&session.user_id))?;
         self.sessions.remove_devices(&session.user_id, device_ids)
     }
 
     /// Admin: sets a new password and logs out every device of the user.
-    pub async fn admin_reset_password(&self, user_id: &UserId, password: String) -> Result<()> {
-        let hash = self.users.hash_password(password).await?;
+    pub fn admin_reset_password(&self, user_id: &UserId, password: String) -> Result<()> {
+        let hash = self.users.hash_password(&password)?;
         let _device_guard = self.sessions.lock();
         self.users.set_password_hash(user_id, hash, |batch| {
             let all = self.sessions.device_ids_except(user_id, None)?;

@@ -1,4 +1,5 @@
-//! Password hashing with argon2id, always on a blocking thread so request workers stay free.
+//! Password hashing with argon2id. It is slow on purpose: call it only from blocking code (a
+//! `Services::blocking` task), never on an async worker.
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version,
@@ -35,40 +36,33 @@ impl PasswordHasherService {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }
 
-    /// Returns the PHC string (`$argon2id$v=19$m=…`) for `password`.
-    pub async fn hash(&self, password: String) -> Result<String> {
+    /// Returns the PHC string (`$argon2id$v=19$m=…`) for `password`. Blocking.
+    pub fn hash(&self, password: &str) -> Result<String> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(Error::weak_password(format!(
                 "Password is longer than {MAX_PASSWORD_BYTES} bytes"
             )));
         }
-        let argon2 = self.argon2();
-        tokio::task::spawn_blocking(move || {
-            let salt = SaltString::generate(&mut rand::rngs::OsRng);
-            argon2
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(|e| Error::internal(format!("argon2 hash: {e}")))
-        })
-        .await
-        .map_err(|e| Error::internal(format!("hash task: {e}")))?
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        self.argon2()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| Error::internal(format!("argon2 hash: {e}")))
     }
 
     /// Checks `password` against a stored PHC string. The comparison inside argon2 is
     /// constant-time; the cost parameters come from the stored hash, so raising the configured
-    /// cost does not lock out existing users.
-    pub async fn verify(&self, password: String, phc: String) -> Result<bool> {
+    /// cost does not lock out existing users. Blocking.
+    pub fn verify(&self, password: &str, phc: &str) -> Result<bool> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(false);
         }
-        let argon2 = self.argon2();
-        tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&phc)
-                .map_err(|e| Error::internal(format!("stored password hash unreadable: {e}")))?;
-            Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok())
-        })
-        .await
-        .map_err(|e| Error::internal(format!("verify task: {e}")))?
+        let parsed = PasswordHash::new(phc)
+            .map_err(|e| Error::internal(format!("stored password hash unreadable: {e}")))?;
+        Ok(self
+            .argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
     }
 }
 
@@ -76,22 +70,17 @@ impl PasswordHasherService {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn hash_then_verify() {
+    #[test]
+    fn hash_then_verify() {
         let config = PasswordHashConfig {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
         };
         let hasher = PasswordHasherService::new(&config).unwrap();
-        let phc = hasher.hash("correct horse".into()).await.unwrap();
+        let phc = hasher.hash("correct horse").unwrap();
         assert!(phc.starts_with("$argon2id$"));
-        assert!(
-            hasher
-                .verify("correct horse".into(), phc.clone())
-                .await
-                .unwrap()
-        );
-        assert!(!hasher.verify("wrong".into(), phc).await.unwrap());
+        assert!(hasher.verify("correct horse", &phc).unwrap());
+        assert!(!hasher.verify("wrong", &phc).unwrap());
     }
 }

@@ -135,20 +135,21 @@ impl UserService {
     }
 
     /// Verifies a password; `false` for unknown, deactivated or password-less accounts.
-    pub async fn check_password(&self, user_id: &UserId, password: &str) -> Result<bool> {
+    /// Blocking (argon2).
+    pub fn check_password(&self, user_id: &UserId, password: &str) -> Result<bool> {
         let Some(record) = self.get(user_id)? else {
             return Ok(false);
         };
         let Some(phc) = record.password_hash.filter(|_| !record.deactivated) else {
             return Ok(false);
         };
-        self.hasher.verify(password.to_owned(), phc).await
+        self.hasher.verify(password, &phc)
     }
 
-    /// Hashes a password (on a blocking thread) for [`UserService::create`] and
-    /// [`UserService::set_password_hash`].
-    pub async fn hash_password(&self, password: String) -> Result<String> {
-        self.hasher.hash(password).await
+    /// Hashes a password for [`UserService::create`] and [`UserService::set_password_hash`].
+    /// Blocking (argon2).
+    pub fn hash_password(&self, password: &str) -> Result<String> {
+        self.hasher.hash(password)
     }
 
     /// Replaces the password hash, adding `extra` writes to the same batch.

@@ -67,14 +67,18 @@ pub async fn register(State(services): State<AppState>, body: Body) -> Result<Js
         )));
     }
     let user_id = services.users.validate_new_localpart(&body.username)?;
+    let new_user = user_id.clone();
     let tokens = services
-        .create_account(
-            &user_id,
-            Some(body.password),
-            body.admin,
-            body.displayname,
-            Some((None, None, false)),
-        )
+        .blocking(move |s| {
+            let login = Some((None, None, false));
+            s.create_account(
+                &new_user,
+                Some(body.password),
+                body.admin,
+                body.displayname,
+                login,
+            )
+        })
         .await?
         .ok_or_else(|| Error::internal("account created without a session"))?;
     Ok(Json(json!({

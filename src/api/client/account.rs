@@ -36,17 +36,16 @@ pub async fn register(
             "Password is longer than {MAX_PASSWORD_BYTES} bytes"
         )));
     }
-    let registered = services
-        .register(RegistrationRequest {
-            username: body.username,
-            password: body.password,
-            device_id: body.device_id,
-            initial_device_display_name: body.initial_device_display_name,
-            inhibit_login: body.inhibit_login,
-            refresh_token: body.refresh_token,
-            auth: body.auth,
-        })
-        .await?;
+    let registration = RegistrationRequest {
+        username: body.username,
+        password: body.password,
+        device_id: body.device_id,
+        initial_device_display_name: body.initial_device_display_name,
+        inhibit_login: body.inhibit_login,
+        refresh_token: body.refresh_token,
+        auth: body.auth,
+    };
+    let registered = services.blocking(move |s| s.register(registration)).await?;
     let mut response = register::v3::Response::new(registered.user_id);
     if let Some(tokens) = registered.tokens {
         response.access_token = Some(tokens.access_token);
@@ -65,7 +64,10 @@ pub async fn username_available(
     services
         .rate_limiter
         .check(Action::Register, request.client_ip)?;
-    services.username_available(&request.body.username)?;
+    let username = request.body.username;
+    services
+        .blocking(move |s| s.username_available(&username))
+        .await?;
     Ok(RumaResponse(get_username_availability::v3::Response::new(
         true,
     )))
@@ -104,12 +106,14 @@ pub async fn change_password(
     let session = request.session()?.clone();
     let body = request.body;
     services
-        .change_password(
-            &session,
-            body.auth.as_ref(),
-            body.new_password,
-            body.logout_devices,
-        )
+        .blocking(move |s| {
+            s.change_password(
+                &session,
+                body.auth.as_ref(),
+                body.new_password,
+                body.logout_devices,
+            )
+        })
         .await?;
     Ok(RumaResponse(change_password::v3::Response::new()))
 }
@@ -120,8 +124,9 @@ pub async fn deactivate(
     request: Ruma<deactivate::v3::Request>,
 ) -> Result<RumaResponse<deactivate::v3::Response>> {
     let session = request.session()?.clone();
+    let auth = request.body.auth;
     services
-        .deactivate(&session, request.body.auth.as_ref())
+        .blocking(move |s| s.deactivate(&session, auth.as_ref()))
         .await?;
     // No identity server bindings are ever made, so there is nothing to unbind.
     let unbind = ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport;

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{AppState, Ruma},
     error::{Error, Result},
+    service::Services,
 };
 
 fn ensure_self(session_user: &UserId, path_user: &UserId) -> Result<()> {
@@ -47,14 +48,15 @@ pub async fn set_global(
     State(services): State<AppState>,
     request: Ruma<set_global_account_data::v3::Request>,
 ) -> Result<Json<Value>> {
-    let session = request.session()?;
-    let body = &request.body;
-    ensure_self(&session.user_id, &body.user_id)?;
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    ensure_self(&user, &body.user_id)?;
     let kind = body.event_type.to_string();
     ensure_settable(&kind)?;
+    let data = content(&body.data)?;
     services
-        .account_data
-        .set(&session.user_id, None, &kind, content(&body.data)?)?;
+        .blocking(move |s| s.account_data.set(&user, None, &kind, data))
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -63,18 +65,19 @@ pub async fn get_global(
     State(services): State<AppState>,
     request: Ruma<get_global_account_data::v3::Request>,
 ) -> Result<Json<Value>> {
-    let session = request.session()?;
-    ensure_self(&session.user_id, &request.body.user_id)?;
-    let value =
-        services
-            .account_data
-            .get(&session.user_id, None, &request.body.event_type.to_string())?;
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    ensure_self(&user, &body.user_id)?;
+    let kind = body.event_type.to_string();
+    let value = services
+        .blocking(move |s| s.account_data.get(&user, None, &kind))
+        .await?;
     Ok(Json(value.ok_or_else(|| {
         Error::not_found("Account data not found")
     })?))
 }
 
-fn ensure_room(services: &AppState, room_id: &RoomId) -> Result<()> {
+fn ensure_room(services: &Services, room_id: &RoomId) -> Result<()> {
     if services.rooms.room(room_id)?.is_none() {
         return Err(Error::not_found("Unknown room"));
     }
@@ -86,18 +89,18 @@ pub async fn set_room(
     State(services): State<AppState>,
     request: Ruma<set_room_account_data::v3::Request>,
 ) -> Result<Json<Value>> {
-    let session = request.session()?;
-    let body = &request.body;
-    ensure_self(&session.user_id, &body.user_id)?;
-    ensure_room(&services, &body.room_id)?;
-    let kind = body.event_type.to_string();
-    ensure_settable(&kind)?;
-    services.account_data.set(
-        &session.user_id,
-        Some(&body.room_id),
-        &kind,
-        content(&body.data)?,
-    )?;
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    ensure_self(&user, &body.user_id)?;
+    services
+        .blocking(move |s| {
+            ensure_room(s, &body.room_id)?;
+            let kind = body.event_type.to_string();
+            ensure_settable(&kind)?;
+            let data = content(&body.data)?;
+            s.account_data.set(&user, Some(&body.room_id), &kind, data)
+        })
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -106,21 +109,20 @@ pub async fn get_room(
     State(services): State<AppState>,
     request: Ruma<get_room_account_data::v3::Request>,
 ) -> Result<Json<Value>> {
-    let session = request.session()?;
-    let body = &request.body;
-    ensure_self(&session.user_id, &body.user_id)?;
-    let value = services.account_data.get(
-        &session.user_id,
-        Some(&body.room_id),
-        &body.event_type.to_string(),
-    )?;
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    ensure_self(&user, &body.user_id)?;
+    let kind = body.event_type.to_string();
+    let value = services
+        .blocking(move |s| s.account_data.get(&user, Some(&body.room_id), &kind))
+        .await?;
     Ok(Json(value.ok_or_else(|| {
         Error::not_found("Account data not found")
     })?))
 }
 
 fn tags_of(
-    services: &AppState,
+    services: &Services,
     user: &UserId,
     room: &RoomId,
 ) -> Result<serde_json::Map<String, Value>> {
@@ -131,16 +133,30 @@ fn tags_of(
         .unwrap_or_default())
 }
 
+/// Stores the room's `m.tag` account data.
+fn set_tags(
+    services: &Services,
+    user: &UserId,
+    room: &RoomId,
+    tags: serde_json::Map<String, Value>,
+) -> Result<()> {
+    services
+        .account_data
+        .set(user, Some(room), "m.tag", json!({ "tags": tags }))
+}
+
 /// `GET /user/{userId}/rooms/{roomId}/tags`
 pub async fn get_tags(
     State(services): State<AppState>,
     request: Ruma<get_tags::v3::Request>,
 ) -> Result<Json<Value>> {
-    let session = request.session()?;
-    ensure_self(&session.user_id, &request.body.user_id)?;
-    Ok(Json(
-        json!({ "tags": tags_of(&services, &session.user_id, &request.body.room_id)? }),
-    ))
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    ensure_self(&user, &body.user_id)?;
+    let tags = services
+        .blocking(move |s| tags_of(s, &user, &body.room_id))
+        .await?;
+    Ok(Json(json!({ "tags": tags })))
 }
 
 /// `PUT /user/{userId}/rooms/{roomId}/tags/{tag}`
@@ -148,21 +164,18 @@ pub async fn put_tag(
     State(services): State<AppState>,
     request: Ruma<create_tag::v3::Request>,
 ) -> Result<Json<Value>> {
-    let session = request.session()?;
-    let body = &request.body;
-    ensure_self(&session.user_id, &body.user_id)?;
-    ensure_room(&services, &body.room_id)?;
-    let mut tags = tags_of(&services, &session.user_id, &body.room_id)?;
-    tags.insert(
-        body.tag.clone(),
-        serde_json::to_value(&body.tag_info).map_err(Error::internal)?,
-    );
-    services.account_data.set(
-        &session.user_id,
-        Some(&body.room_id),
-        "m.tag",
-        json!({ "tags": tags }),
-    )?;
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    ensure_self(&user, &body.user_id)?;
+    services
+        .blocking(move |s| {
+            ensure_room(s, &body.room_id)?;
+            let mut tags = tags_of(s, &user, &body.room_id)?;
+            let info = serde_json::to_value(&body.tag_info).map_err(Error::internal)?;
+            tags.insert(body.tag, info);
+            set_tags(s, &user, &body.room_id, tags)
+        })
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -171,16 +184,15 @@ pub async fn delete_tag(
     State(services): State<AppState>,
     request: Ruma<delete_tag::v3::Request>,
 ) -> Result<Json<Value>> {
-    let session = request.session()?;
-    let body = &request.body;
-    ensure_self(&session.user_id, &body.user_id)?;
-    let mut tags = tags_of(&services, &session.user_id, &body.room_id)?;
-    tags.remove(&body.tag);
-    services.account_data.set(
-        &session.user_id,
-        Some(&body.room_id),
-        "m.tag",
-        json!({ "tags": tags }),
-    )?;
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    ensure_self(&user, &body.user_id)?;
+    services
+        .blocking(move |s| {
+            let mut tags = tags_of(s, &user, &body.room_id)?;
+            tags.remove(&body.tag);
+            set_tags(s, &user, &body.room_id, tags)
+        })
+        .await?;
     Ok(Json(json!({})))
 }

@@ -30,10 +30,10 @@ pub async fn list(
     State(services): State<AppState>,
     request: Ruma<get_devices::v3::Request>,
 ) -> Result<RumaResponse<get_devices::v3::Response>> {
-    let session = request.session()?;
+    let user = request.session()?.user_id.clone();
     let devices = services
-        .sessions
-        .devices(&session.user_id)?
+        .blocking(move |s| s.sessions.devices(&user))
+        .await?
         .into_iter()
         .map(|(id, record)| to_device(id, record))
         .collect();
@@ -45,11 +45,12 @@ pub async fn get(
     State(services): State<AppState>,
     request: Ruma<get_device::v3::Request>,
 ) -> Result<RumaResponse<get_device::v3::Response>> {
-    let session = request.session()?;
-    let device_id = request.body.device_id.clone();
+    let user = request.session()?.user_id.clone();
+    let device_id = request.body.device_id;
+    let wanted = device_id.clone();
     let record = services
-        .sessions
-        .device(&session.user_id, &device_id)?
+        .blocking(move |s| s.sessions.device(&user, &wanted))
+        .await?
         .ok_or_else(|| Error::not_found("No such device"))?;
     Ok(RumaResponse(get_device::v3::Response::new(to_device(
         device_id, record,
@@ -61,8 +62,8 @@ pub async fn update(
     State(services): State<AppState>,
     request: Ruma<update_device::v3::Request>,
 ) -> Result<RumaResponse<update_device::v3::Response>> {
-    let session = request.session()?;
-    let body = &request.body;
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
     if body
         .display_name
         .as_ref()
@@ -73,8 +74,8 @@ pub async fn update(
         ));
     }
     services
-        .sessions
-        .rename(&session.user_id, &body.device_id, body.display_name.clone())?;
+        .blocking(move |s| s.sessions.rename(&user, &body.device_id, body.display_name))
+        .await?;
     Ok(RumaResponse(update_device::v3::Response::new()))
 }
 
@@ -85,15 +86,16 @@ pub async fn delete(
 ) -> Result<RumaResponse<delete_device::v3::Response>> {
     let session = request.session()?.clone();
     let body = request.body;
-    if services
-        .sessions
-        .device(&session.user_id, &body.device_id)?
-        .is_none()
-    {
-        return Err(Error::not_found("No such device"));
-    }
     services
-        .delete_devices(&session, body.auth.as_ref(), &[body.device_id])
+        .blocking(move |s| {
+            if s.sessions
+                .device(&session.user_id, &body.device_id)?
+                .is_none()
+            {
+                return Err(Error::not_found("No such device"));
+            }
+            s.delete_devices(&session, body.auth.as_ref(), &[body.device_id])
+        })
         .await?;
     Ok(RumaResponse(delete_device::v3::Response::new()))
 }
@@ -106,7 +108,7 @@ pub async fn delete_many(
     let session = request.session()?.clone();
     let body = request.body;
     services
-        .delete_devices(&session, body.auth.as_ref(), &body.devices)
+        .blocking(move |s| s.delete_devices(&session, body.auth.as_ref(), &body.devices))
         .await?;
     Ok(RumaResponse(delete_devices::v3::Response::new()))
 }

@@ -22,7 +22,9 @@ pub async fn put_alias(
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
     let body = request.body;
-    services.set_alias(&body.room_alias, &body.room_id, &user)?;
+    services
+        .blocking(move |s| s.set_alias(&body.room_alias, &body.room_id, &user))
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -31,7 +33,8 @@ pub async fn get_alias(
     State(services): State<AppState>,
     request: Ruma<get_alias::v3::Request>,
 ) -> Result<Json<Value>> {
-    let room_id = services.resolve_alias(&request.body.room_alias)?;
+    let alias = request.body.room_alias;
+    let room_id = services.blocking(move |s| s.resolve_alias(&alias)).await?;
     Ok(Json(
         json!({ "room_id": room_id, "servers": [services.config.server_name] }),
     ))
@@ -43,7 +46,10 @@ pub async fn delete_alias(
     request: Ruma<delete_alias::v3::Request>,
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
-    services.delete_alias(&request.body.room_alias, &user)?;
+    let alias = request.body.room_alias;
+    services
+        .blocking(move |s| s.delete_alias(&alias, &user))
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -54,13 +60,16 @@ pub async fn room_aliases(
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
     let room_id = request.body.room_id;
-    let member = services.rooms.is_joined(&user, &room_id)?;
-    if !member && !services.rooms.is_world_readable(&room_id)? {
-        return Err(Error::forbidden("You are not in this room"));
-    }
-    Ok(Json(
-        json!({ "aliases": services.aliases.aliases_of(&room_id)? }),
-    ))
+    let aliases = services
+        .blocking(move |s| {
+            let member = s.rooms.is_joined(&user, &room_id)?;
+            if !member && !s.rooms.is_world_readable(&room_id)? {
+                return Err(Error::forbidden("You are not in this room"));
+            }
+            s.aliases.aliases_of(&room_id)
+        })
+        .await?;
+    Ok(Json(json!({ "aliases": aliases })))
 }
 
 /// `GET /directory/list/room/{roomId}`
@@ -69,14 +78,15 @@ pub async fn get_visibility(
     request: Ruma<get_room_visibility::v3::Request>,
 ) -> Result<Json<Value>> {
     let room_id = request.body.room_id;
-    if services.rooms.room(&room_id)?.is_none() {
-        return Err(Error::not_found("Unknown room"));
-    }
-    let visibility = if services.aliases.is_public(&room_id)? {
-        "public"
-    } else {
-        "private"
-    };
+    let public = services
+        .blocking(move |s| {
+            if s.rooms.room(&room_id)?.is_none() {
+                return Err(Error::not_found("Unknown room"));
+            }
+            s.aliases.is_public(&room_id)
+        })
+        .await?;
+    let visibility = if public { "public" } else { "private" };
     Ok(Json(json!({ "visibility": visibility })))
 }
 
@@ -87,18 +97,23 @@ pub async fn set_visibility(
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
     let body = request.body;
-    if services.rooms.room(&body.room_id)?.is_none() {
-        return Err(Error::not_found("Unknown room"));
-    }
-    if !services
-        .rooms
-        .user_can_send_state(&body.room_id, &user, "m.room.canonical_alias")?
-    {
-        return Err(Error::forbidden(
-            "You may not change the room's directory visibility",
-        ));
-    }
-    services.rooms_directory_publish(&body.room_id, body.visibility == Visibility::Public)?;
+    let public = body.visibility == Visibility::Public;
+    services
+        .blocking(move |s| {
+            if s.rooms.room(&body.room_id)?.is_none() {
+                return Err(Error::not_found("Unknown room"));
+            }
+            if !s
+                .rooms
+                .user_can_send_state(&body.room_id, &user, "m.room.canonical_alias")?
+            {
+                return Err(Error::forbidden(
+                    "You may not change the room's directory visibility",
+                ));
+            }
+            s.rooms_directory_publish(&body.room_id, public)
+        })
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -131,7 +146,9 @@ pub async fn public_rooms(
     let body = request.body;
     ensure_local_directory(&services, body.server.as_deref())?;
     let limit = body.limit.map(|l| u64::from(l) as usize);
-    let page = services.public_rooms(limit, body.since.as_deref(), None, None)?;
+    let page = services
+        .blocking(move |s| s.public_rooms(limit, body.since.as_deref(), None, None))
+        .await?;
     Ok(Json(public_rooms_json(page)))
 }
 
@@ -145,7 +162,10 @@ pub async fn public_rooms_filtered(
     ensure_local_directory(&services, body.server.as_deref())?;
     let limit = body.limit.map(|l| u64::from(l) as usize);
     let filter = serde_json::to_value(&body.filter).map_err(Error::internal)?;
-    let search = filter.get("generic_search_term").and_then(Value::as_str);
+    let search = filter
+        .get("generic_search_term")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let room_types: Option<Vec<Option<String>>> = filter
         .get("room_types")
         .and_then(Value::as_array)
@@ -155,7 +175,16 @@ pub async fn public_rooms_filtered(
                 .map(|t| t.as_str().map(str::to_owned))
                 .collect()
         });
-    let page =
-        services.public_rooms(limit, body.since.as_deref(), search, room_types.as_deref())?;
+    let since = body.since;
+    let page = services
+        .blocking(move |s| {
+            s.public_rooms(
+                limit,
+                since.as_deref(),
+                search.as_deref(),
+                room_types.as_deref(),
+            )
+        })
+        .await?;
     Ok(Json(public_rooms_json(page)))
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use ruma::{
-    OwnedMxcUri, UserId,
+    OwnedMxcUri, OwnedUserId, UserId,
     api::client::profile::{
         get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
     },
@@ -12,20 +12,20 @@ use ruma::{
 use crate::{
     api::{AppState, Ruma, RumaResponse},
     error::{Error, Result},
-    service::{Services, profiles::ProfileRecord},
+    service::profiles::ProfileRecord,
 };
 
 /// The stored profile of a local user; 404 for unknown, deactivated or remote users
 /// (remote profiles arrive with federation).
-fn profile_of(services: &Services, user_id: &UserId) -> Result<ProfileRecord> {
-    if !services.users.is_local(user_id) {
+async fn profile_of(services: &AppState, user_id: OwnedUserId) -> Result<ProfileRecord> {
+    if !services.users.is_local(&user_id) {
         return Err(Error::not_found(
             "Profiles of users on other servers are not available yet",
         ));
     }
     services
-        .profiles
-        .get(user_id)?
+        .blocking(move |s| s.profiles.get(&user_id))
+        .await?
         .ok_or_else(|| Error::not_found("Profile not found"))
 }
 
@@ -43,7 +43,7 @@ pub async fn get_profile(
     State(services): State<AppState>,
     request: Ruma<get_profile::v3::Request>,
 ) -> Result<RumaResponse<get_profile::v3::Response>> {
-    let profile = profile_of(&services, &request.body.user_id)?;
+    let profile = profile_of(&services, request.body.user_id).await?;
     let mut data = UserProfile::new();
     if let Some(name) = profile.displayname {
         data.set("displayname".to_owned(), name.into());
@@ -59,7 +59,7 @@ pub async fn get_displayname(
     State(services): State<AppState>,
     request: Ruma<get_display_name::v3::Request>,
 ) -> Result<RumaResponse<get_display_name::v3::Response>> {
-    let profile = profile_of(&services, &request.body.user_id)?;
+    let profile = profile_of(&services, request.body.user_id).await?;
     Ok(RumaResponse(get_display_name::v3::Response::new(
         profile.displayname,
     )))
@@ -70,11 +70,12 @@ pub async fn set_displayname(
     State(services): State<AppState>,
     request: Ruma<set_display_name::v3::Request>,
 ) -> Result<RumaResponse<set_display_name::v3::Response>> {
-    let session = request.session()?;
-    ensure_own(&session.user_id, &request.body.user_id)?;
+    let user = request.session()?.user_id.clone();
+    ensure_own(&user, &request.body.user_id)?;
+    let name = request.body.displayname;
     services
-        .profiles
-        .set_displayname(&session.user_id, request.body.displayname.clone())?;
+        .blocking(move |s| s.profiles.set_displayname(&user, name))
+        .await?;
     Ok(RumaResponse(set_display_name::v3::Response::new()))
 }
 
@@ -83,7 +84,7 @@ pub async fn get_avatar_url(
     State(services): State<AppState>,
     request: Ruma<get_avatar_url::v3::Request>,
 ) -> Result<RumaResponse<get_avatar_url::v3::Response>> {
-    let profile = profile_of(&services, &request.body.user_id)?;
+    let profile = profile_of(&services, request.body.user_id).await?;
     let url = profile.avatar_url.map(OwnedMxcUri::from);
     Ok(RumaResponse(get_avatar_url::v3::Response::new(url)))
 }
@@ -93,9 +94,11 @@ pub async fn set_avatar_url(
     State(services): State<AppState>,
     request: Ruma<set_avatar_url::v3::Request>,
 ) -> Result<RumaResponse<set_avatar_url::v3::Response>> {
-    let session = request.session()?;
-    ensure_own(&session.user_id, &request.body.user_id)?;
+    let user = request.session()?.user_id.clone();
+    ensure_own(&user, &request.body.user_id)?;
     let url = request.body.avatar_url.as_ref().map(|url| url.to_string());
-    services.profiles.set_avatar_url(&session.user_id, url)?;
+    services
+        .blocking(move |s| s.profiles.set_avatar_url(&user, url))
+        .await?;
     Ok(RumaResponse(set_avatar_url::v3::Response::new()))
 }

@@ -20,21 +20,23 @@ pub async fn report_event(
 ) -> Result<Json<Value>> {
     let session = request.session()?.clone();
     let body = request.body;
-    let (room_id, event_id) = (body.room_id.clone(), body.event_id.clone());
-    let check = session.clone();
-    let visible = services
-        .blocking(move |s| Ok(s.rooms.event_for_user(&check, &room_id, &event_id).is_ok()))
+    services
+        .blocking(move |s| {
+            let visible = s
+                .rooms
+                .event_for_user(&session, &body.room_id, &body.event_id);
+            if visible.is_err() {
+                return Err(Error::not_found("Event not found"));
+            }
+            s.reports.file(
+                session.user_id,
+                Some(body.room_id),
+                Some(body.event_id),
+                None,
+                body.reason,
+            )
+        })
         .await?;
-    if !visible {
-        return Err(Error::not_found("Event not found"));
-    }
-    services.reports.file(
-        session.user_id,
-        Some(body.room_id),
-        Some(body.event_id),
-        None,
-        body.reason,
-    )?;
     Ok(Json(json!({})))
 }
 
@@ -45,16 +47,20 @@ pub async fn report_room(
 ) -> Result<Json<Value>> {
     let session = request.session()?.clone();
     let body = request.body;
-    if services.rooms.room(&body.room_id)?.is_none() {
-        return Err(Error::not_found("Room not found"));
-    }
-    services.reports.file(
-        session.user_id,
-        Some(body.room_id),
-        None,
-        None,
-        Some(body.reason),
-    )?;
+    services
+        .blocking(move |s| {
+            if s.rooms.room(&body.room_id)?.is_none() {
+                return Err(Error::not_found("Room not found"));
+            }
+            s.reports.file(
+                session.user_id,
+                Some(body.room_id),
+                None,
+                None,
+                Some(body.reason),
+            )
+        })
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -65,14 +71,19 @@ pub async fn report_user(
 ) -> Result<Json<Value>> {
     let session = request.session()?.clone();
     let body = request.body;
-    if services.users.exists(&body.user_id)? {
-        services.reports.file(
-            session.user_id,
-            None,
-            None,
-            Some(body.user_id),
-            Some(body.reason),
-        )?;
-    }
+    services
+        .blocking(move |s| {
+            if s.users.exists(&body.user_id)? {
+                s.reports.file(
+                    session.user_id,
+                    None,
+                    None,
+                    Some(body.user_id),
+                    Some(body.reason),
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
     Ok(Json(json!({})))
 }

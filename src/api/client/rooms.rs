@@ -67,10 +67,10 @@ pub async fn joined(
     State(services): State<AppState>,
     request: Ruma<joined_rooms::v3::Request>,
 ) -> Result<Json<Value>> {
-    let user = &request.session()?.user_id;
+    let user = request.session()?.user_id.clone();
     let rooms: Vec<OwnedRoomId> = services
-        .rooms
-        .rooms_of(user)?
+        .blocking(move |s| s.rooms.rooms_of(&user))
+        .await?
         .into_iter()
         .filter(|(_, m)| m.membership == "join")
         .map(|(room, _)| room)
@@ -84,11 +84,13 @@ pub async fn join_by_id_or_alias(
     request: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
-    let room_id = services.resolve_room_or_alias(&request.body.room_id_or_alias)?;
-    let reason = request.body.reason;
-    let joined = room_id.clone();
-    services
-        .blocking(move |s| s.join(&user, &joined, reason))
+    let body = request.body;
+    let room_id = services
+        .blocking(move |s| {
+            let room_id = s.resolve_room_or_alias(&body.room_id_or_alias)?;
+            s.join(&user, &room_id, body.reason)?;
+            Ok(room_id)
+        })
         .await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
@@ -186,7 +188,10 @@ pub async fn forget(
     request: Ruma<forget_room::v3::Request>,
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
-    services.rooms.forget(&user, &request.body.room_id)?;
+    let room_id = request.body.room_id;
+    services
+        .blocking(move |s| s.rooms.forget(&user, &room_id))
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -226,9 +231,10 @@ pub async fn joined_members(
     request: Ruma<joined_members::v3::Request>,
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
+    let room_id = request.body.room_id;
     let members = services
-        .rooms
-        .joined_members(&user, &request.body.room_id)?;
+        .blocking(move |s| s.rooms.joined_members(&user, &room_id))
+        .await?;
     let joined: serde_json::Map<String, Value> = members
         .into_iter()
         .map(|(id, profile)| (id.to_string(), profile))
@@ -242,11 +248,13 @@ pub async fn knock(
     request: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
-    let room_id = services.resolve_room_or_alias(&request.body.room_id_or_alias)?;
-    let reason = request.body.reason;
-    let knocked = room_id.clone();
-    services
-        .blocking(move |s| s.knock(&user, &knocked, reason))
+    let body = request.body;
+    let room_id = services
+        .blocking(move |s| {
+            let room_id = s.resolve_room_or_alias(&body.room_id_or_alias)?;
+            s.knock(&user, &room_id, body.reason)?;
+            Ok(room_id)
+        })
         .await?;
     Ok(Json(json!({ "room_id": room_id })))
 }

@@ -39,26 +39,25 @@ pub async fn login(
         .rate_limiter
         .check(Action::Login, request.client_ip)?;
     let body = request.body;
-    let LoginInfo::Password(info) = &body.login_info else {
+    let LoginInfo::Password(info) = body.login_info else {
         return Err(Error::unknown(
             http::StatusCode::BAD_REQUEST,
             "Unsupported login type",
         ));
     };
-    let name = match (&info.identifier, &info.user, &info.medium) {
-        (Some(UserIdentifier::Matrix(id)), _, _) => LoginName::User(&id.user),
+    let name = match (info.identifier, info.user, info.medium) {
+        (Some(UserIdentifier::Matrix(id)), _, _) => LoginName::User(id.user),
         (Some(_), _, _) | (None, None, Some(_)) => LoginName::ThirdParty,
         (None, Some(user), _) => LoginName::User(user),
         (None, None, None) => return Err(Error::bad_json("Missing identifier")),
     };
+    let password = info.password;
+    let (device_id, device_name) = (body.device_id, body.initial_device_display_name);
+    let want_refresh = body.refresh_token;
     let (user_id, tokens) = services
-        .login_with_password(
-            name,
-            &info.password,
-            body.device_id,
-            body.initial_device_display_name,
-            body.refresh_token,
-        )
+        .blocking(move |s| {
+            s.login_with_password(name, &password, device_id, device_name, want_refresh)
+        })
         .await?;
     let mut response =
         login::v3::Response::new(user_id.clone(), tokens.access_token, tokens.device_id);
@@ -73,10 +72,13 @@ pub async fn logout(
     State(services): State<AppState>,
     request: Ruma<logout::v3::Request>,
 ) -> Result<RumaResponse<logout::v3::Response>> {
-    let session = request.session()?;
+    let session = request.session()?.clone();
     services
-        .sessions
-        .remove_devices(&session.user_id, std::slice::from_ref(&session.device_id))?;
+        .blocking(move |s| {
+            s.sessions
+                .remove_devices(&session.user_id, std::slice::from_ref(&session.device_id))
+        })
+        .await?;
     Ok(RumaResponse(logout::v3::Response::new()))
 }
 
@@ -85,11 +87,13 @@ pub async fn logout_all(
     State(services): State<AppState>,
     request: Ruma<logout_all::v3::Request>,
 ) -> Result<RumaResponse<logout_all::v3::Response>> {
-    let session = request.session()?;
-    let all = services
-        .sessions
-        .device_ids_except(&session.user_id, None)?;
-    services.sessions.remove_devices(&session.user_id, &all)?;
+    let user = request.session()?.user_id.clone();
+    services
+        .blocking(move |s| {
+            let all = s.sessions.device_ids_except(&user, None)?;
+            s.sessions.remove_devices(&user, &all)
+        })
+        .await?;
     Ok(RumaResponse(logout_all::v3::Response::new()))
 }
 
@@ -98,7 +102,10 @@ pub async fn refresh(
     State(services): State<AppState>,
     request: Ruma<refresh_token::v3::Request>,
 ) -> Result<RumaResponse<refresh_token::v3::Response>> {
-    let tokens = services.sessions.refresh(&request.body.refresh_token)?;
+    let refresh_token = request.body.refresh_token;
+    let tokens = services
+        .blocking(move |s| s.sessions.refresh(&refresh_token))
+        .await?;
     let mut response = refresh_token::v3::Response::new(tokens.access_token);
     response.refresh_token = tokens.refresh_token;
     response.expires_in_ms = tokens.expires_in_ms.map(Duration::from_millis);

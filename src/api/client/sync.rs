@@ -31,15 +31,16 @@ pub async fn sync(
     let session = request.session()?.clone();
     let body = request.body;
     let since = parse_since(body.since.as_deref())?;
-    let filter = match &body.filter {
+    let filter = match body.filter {
         None => SyncFilter::default(),
         Some(sync_events::v3::Filter::FilterDefinition(definition)) => {
             SyncFilter::from_json(&serde_json::to_value(definition).map_err(Error::internal)?)
         }
         Some(sync_events::v3::Filter::FilterId(id)) => {
+            let user = session.user_id.clone();
             let stored = services
-                .filters
-                .get(&session.user_id, id)?
+                .blocking(move |s| s.filters.get(&user, &id))
+                .await?
                 .ok_or_else(|| Error::not_found("Unknown filter"))?;
             SyncFilter::from_json(&stored)
         }
@@ -89,12 +90,14 @@ pub async fn create_filter(
     State(services): State<AppState>,
     request: Ruma<create_filter::v3::Request>,
 ) -> Result<Json<Value>> {
-    let session = request.session()?;
-    if session.user_id != request.body.user_id {
+    let user = request.session()?.user_id.clone();
+    if user != request.body.user_id {
         return Err(Error::forbidden("You can only create filters for yourself"));
     }
     let filter = serde_json::to_value(&request.body.filter).map_err(Error::internal)?;
-    let id = services.filters.create(&session.user_id, &filter)?;
+    let id = services
+        .blocking(move |s| s.filters.create(&user, &filter))
+        .await?;
     Ok(Json(json!({ "filter_id": id })))
 }
 
@@ -103,13 +106,14 @@ pub async fn get_filter(
     State(services): State<AppState>,
     request: Ruma<get_filter::v3::Request>,
 ) -> Result<Json<Value>> {
-    let session = request.session()?;
-    if session.user_id != request.body.user_id {
+    let user = request.session()?.user_id.clone();
+    if user != request.body.user_id {
         return Err(Error::forbidden("You can only read your own filters"));
     }
+    let filter_id = request.body.filter_id;
     let filter = services
-        .filters
-        .get(&session.user_id, &request.body.filter_id)?
+        .blocking(move |s| s.filters.get(&user, &filter_id))
+        .await?
         .ok_or_else(|| Error::not_found("Unknown filter"))?;
     Ok(Json(filter))
 }
