@@ -70,13 +70,15 @@ pub async fn put_state(
     let body = request.body;
     let kind = body.event_type.to_string();
     let content = content_of(&body.body)?;
-    if kind == "m.room.canonical_alias" {
-        services.check_canonical_alias_content(&body.room_id, &content)?;
-    }
-    let event = NewEvent::state(kind.as_str(), body.state_key, content);
     let room_id = body.room_id;
     let pdu = services
-        .blocking(move |s| s.rooms.append(&room_id, &session.user_id, event))
+        .blocking(move |s| {
+            if kind == "m.room.canonical_alias" {
+                s.check_canonical_alias_content(&room_id, &content)?;
+            }
+            let event = NewEvent::state(kind.as_str(), body.state_key, content);
+            s.rooms.append(&room_id, &session.user_id, event)
+        })
         .await?;
     Ok(Json(json!({ "event_id": pdu.event_id })))
 }
@@ -161,12 +163,12 @@ pub async fn messages(
     let filter =
         EventFilter::from_json(&serde_json::to_value(&body.filter).map_err(Error::internal)?);
     let mut filter = filter;
-    filter
-        .not_senders
-        .extend(services.account_data.ignored_users(&session.user_id)?);
     let room_id = body.room_id;
     let page = services
         .blocking(move |s| {
+            filter
+                .not_senders
+                .extend(s.account_data.ignored_users(&session.user_id)?);
             s.rooms
                 .messages(&session, &room_id, from, to, direction, limit, &filter)
         })
@@ -226,11 +228,11 @@ pub async fn context(
     let filter =
         EventFilter::from_json(&serde_json::to_value(&body.filter).map_err(Error::internal)?);
     let mut filter = filter;
-    filter
-        .not_senders
-        .extend(services.account_data.ignored_users(&session.user_id)?);
     let context = services
         .blocking(move |s| {
+            filter
+                .not_senders
+                .extend(s.account_data.ignored_users(&session.user_id)?);
             s.rooms
                 .context(&session, &body.room_id, &body.event_id, limit, &filter)
         })
