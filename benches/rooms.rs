@@ -21,7 +21,7 @@ use hearth::{
             create::CreateRoomRequest,
             read::{Direction, EventFilter},
         },
-        sessions::Session,
+        users::sessions::Session,
     },
     storage::Db,
 };

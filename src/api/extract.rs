@@ -19,7 +19,7 @@ use ruma::api::{
     path_builder::PathBuilder,
 };
 
-use crate::{api::AppState, error::Error, service::sessions::Session};
+use crate::{api::AppState, error::Error, service::users::sessions::Session};
 
 /// How an endpoint uses the access token.
 #[derive(Clone, Copy, PartialEq, Eq)]

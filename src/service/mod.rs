@@ -1,26 +1,20 @@
 //! Domain logic, free of HTTP: one struct per area owning its tables, gathered in [`Services`].
 
 pub mod account_data;
-pub mod accounts;
 pub mod cache;
 pub mod ephemeral;
 pub mod keyed_locks;
-pub mod keys;
 pub mod notifier;
-pub mod password;
-pub mod presence;
-pub mod profiles;
 pub mod ratelimit;
 pub mod reports;
 pub mod rooms;
-pub mod sessions;
-pub mod shared_secret;
+pub mod server_keys;
 pub mod sync;
-pub mod to_device;
-pub mod uiaa;
 pub mod unread;
-pub mod user_directory;
 pub mod users;
+
+use ephemeral::{presence, to_device};
+use users::{password, profiles, sessions, shared_secret, uiaa};
 
 use std::sync::Arc;
 
@@ -40,7 +34,7 @@ pub struct Services {
     pub uiaa: uiaa::UiaaService,
     pub rate_limiter: ratelimit::RateLimiter,
     pub shared_secret: shared_secret::SharedSecretRegistration,
-    pub keys: Arc<keys::ServerKeys>,
+    pub keys: Arc<server_keys::ServerKeys>,
     pub rooms: rooms::RoomService,
     pub aliases: rooms::aliases::AliasService,
     pub reports: reports::ReportService,
@@ -55,7 +49,10 @@ pub struct Services {
 impl Services {
     pub fn new(config: Arc<Config>, db: Db) -> Result<Self> {
         let hasher = password::PasswordHasherService::new(&config.password_hash)?;
-        let keys = Arc::new(keys::ServerKeys::load_or_create(&db, config.server_name())?);
+        let keys = Arc::new(server_keys::ServerKeys::load_or_create(
+            &db,
+            config.server_name(),
+        )?);
         let notifier = Arc::new(notifier::Notifier::default());
         Ok(Self {
             rooms: rooms::RoomService::new(

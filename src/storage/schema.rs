@@ -37,14 +37,14 @@ column_families! {
     Meta => "meta",
     /// Accounts. Key: user localpart (UTF-8). Value: `service::users::UserRecord`.
     Users => "users",
-    /// Profiles. Key: user localpart. Value: `service::profiles::ProfileRecord`.
+    /// Profiles. Key: user localpart. Value: `service::users::profiles::ProfileRecord`.
     Profiles => "profiles",
-    /// Devices. Key: localpart ‖ 0xFF ‖ device id. Value: `service::sessions::DeviceRecord`.
+    /// Devices. Key: localpart ‖ 0xFF ‖ device id. Value: `service::users::sessions::DeviceRecord`.
     Devices => "devices",
     /// Access tokens. Key: SHA-256 of the token (32 bytes). Value:
-    /// `service::sessions::AccessTokenRecord`. The token itself is never stored.
+    /// `service::users::sessions::AccessTokenRecord`. The token itself is never stored.
     AccessTokens => "access_tokens",
-    /// Refresh tokens. Key: SHA-256 of the token. Value: `service::sessions::RefreshTokenRecord`.
+    /// Refresh tokens. Key: SHA-256 of the token. Value: `service::users::sessions::RefreshTokenRecord`.
     RefreshTokens => "refresh_tokens",
     /// Room id → short room id. Key: room id. Value: u64.
     RoomShortIds => "room_short_ids",
@@ -85,7 +85,7 @@ column_families! {
     /// Value: `service::ephemeral::ReceiptRecord`.
     Receipts => "receipts",
     /// Send-to-device messages waiting for delivery. Key: user id ‖ 0xFF ‖ device id + 0x00 +
-    /// stream position (20 digits). Value: `service::to_device::ToDeviceMessage`.
+    /// stream position (20 digits). Value: `service::ephemeral::to_device::ToDeviceMessage`.
     ToDevice => "to_device",
     /// Transaction ids of sent events. Key: user id ‖ 0xFF ‖ JSON `[device, room, txn]`.
     /// Value: event id. Send-to-device txns use JSON `[device, "sendToDevice", txn]` → `true`.

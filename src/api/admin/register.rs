@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{AppState, extract::read_body},
     error::{Error, Result},
-    service::{password::MAX_PASSWORD_BYTES, shared_secret::SignedRegistration},
+    service::{users::password::MAX_PASSWORD_BYTES, users::shared_secret::SignedRegistration},
 };
 
 fn secret(services: &AppState) -> Result<&str> {

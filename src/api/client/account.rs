@@ -12,7 +12,10 @@ use ruma::api::client::account::{
 use crate::{
     api::{AppState, Ruma, RumaResponse},
     error::{Error, Result},
-    service::{accounts::RegistrationRequest, password::MAX_PASSWORD_BYTES, ratelimit::Action},
+    service::{
+        ratelimit::Action, users::accounts::RegistrationRequest,
+        users::password::MAX_PASSWORD_BYTES,
+    },
 };
 
 /// `POST /register`

@@ -11,7 +11,7 @@ use ruma::{
 use crate::{
     api::{AppState, Ruma, RumaResponse},
     error::{Error, Result},
-    service::sessions::DeviceRecord,
+    service::users::sessions::DeviceRecord,
 };
 
 fn to_device(device_id: OwnedDeviceId, record: DeviceRecord) -> device::Device {

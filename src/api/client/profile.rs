@@ -12,7 +12,7 @@ use ruma::{
 use crate::{
     api::{AppState, Ruma, RumaResponse},
     error::{Error, Result},
-    service::profiles::ProfileRecord,
+    service::users::profiles::ProfileRecord,
 };
 
 /// The stored profile of a local user; 404 for unknown, deactivated or remote users

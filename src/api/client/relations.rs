@@ -67,7 +67,7 @@ struct RelationsQuery {
 
 async fn relations(
     services: AppState,
-    session: crate::service::sessions::Session,
+    session: crate::service::users::sessions::Session,
     q: RelationsQuery,
 ) -> Result<Json<Value>> {
     let from = token(q.from.as_deref())?;

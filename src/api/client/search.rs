@@ -13,7 +13,7 @@ use crate::{
             read::{Direction, EventFilter},
             search::{SearchQuery, default_keys, hit_json},
         },
-        sessions::Session,
+        users::sessions::Session,
     },
 };
 

@@ -15,7 +15,7 @@ use ruma::api::client::{
 use crate::{
     api::{AppState, Ruma, RumaResponse},
     error::{Error, Result},
-    service::{accounts::LoginName, ratelimit::Action},
+    service::{ratelimit::Action, users::accounts::LoginName},
 };
 
 /// `GET /login`: only password login is offered.

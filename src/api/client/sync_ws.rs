@@ -31,8 +31,8 @@ use crate::{
     api::{AppState, extract::bearer_token},
     error::Error,
     service::{
-        sessions::Session,
         sync::{SyncFilter, parse_since},
+        users::sessions::Session,
     },
 };
 

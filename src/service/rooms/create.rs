@@ -264,7 +264,7 @@ impl Services {
 /// The content of a membership event carrying the user's profile.
 pub fn member_content(
     membership: &str,
-    profile: &crate::service::profiles::ProfileRecord,
+    profile: &crate::service::users::profiles::ProfileRecord,
     is_direct: bool,
 ) -> Value {
     let mut content = json!({ "membership": membership });

@@ -36,7 +36,7 @@ use crate::{
     error::{Error, Result},
     service::{
         cache::{Cache, NumberKeys},
-        keys::ServerKeys,
+        server_keys::ServerKeys,
     },
     storage::{Cf, Db, Table},
 };

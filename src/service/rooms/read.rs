@@ -8,7 +8,7 @@ use crate::{
     error::{Error, Result},
     service::{
         rooms::{EventLocation, Pdu, RoomService},
-        sessions::Session,
+        users::sessions::Session,
     },
     storage::KeyCodec,
     util::now_millis,

@@ -10,7 +10,7 @@ use crate::{
     error::{Error, Result},
     service::{
         rooms::{EventLocation, Pdu, RoomService, read::Direction},
-        sessions::Session,
+        users::sessions::Session,
     },
     storage::{Batch, codec},
 };

@@ -11,7 +11,7 @@ use crate::{
     error::{Error, Result},
     service::{
         rooms::{Pdu, RoomService, read::EventFilter},
-        sessions::Session,
+        users::sessions::Session,
     },
     storage::{Batch, codec},
 };

@@ -25,7 +25,7 @@ use crate::{
     service::{
         Services,
         rooms::{Membership, RoomRecord, event_cache::CachedEvent, read::EventFilter},
-        sessions::Session,
+        users::sessions::Session,
     },
     storage::KeyCodec,
     util::now_millis,

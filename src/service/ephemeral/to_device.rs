@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::{
     error::{Error, Result},
-    service::{Services, sessions::Session},
+    service::{Services, users::sessions::Session},
     storage::{Cf, Db, Table, codec},
 };
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    service::password::PasswordHasherService,
+    service::users::password::PasswordHasherService,
     storage::{Cf, Db, Table},
     util::now_millis,
 };

@@ -13,8 +13,8 @@ use crate::{
     error::{Error, Result},
     service::{
         Services,
-        sessions::{IssuedTokens, Session},
-        uiaa,
+        users::sessions::{IssuedTokens, Session},
+        users::uiaa,
     },
     util::{random_alphanumeric, secrets_equal},
 };

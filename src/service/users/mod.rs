@@ -1,0 +1,14 @@
+//! Users and their sessions: the account table, registration and login flows, devices and
+//! tokens, profiles, user-interactive auth, password hashing, shared-secret registration and
+//! the user directory.
+
+pub mod accounts;
+pub mod directory;
+pub mod password;
+pub mod profiles;
+pub mod sessions;
+pub mod shared_secret;
+pub mod uiaa;
+mod user_store;
+
+pub use user_store::{UserRecord, UserService, UserSummary};
