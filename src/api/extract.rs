@@ -53,18 +53,30 @@ impl AuthRequirement for NoAccessToken {
     const TOKEN: TokenUse = TokenUse::Ignored;
 }
 
+/// Who sent a request. Federation adds `Server` (X-Matrix signatures) and application
+/// services add `Appservice`; each is checked before a handler runs.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// No credentials (endpoints that need none, or an optional token left out).
+    Anonymous,
+    /// A local user's device, by access token.
+    User(Session),
+}
+
 /// A parsed ruma request plus who sent it.
 pub struct Ruma<T> {
     pub body: T,
-    /// The authenticated caller, when a valid token was given.
-    pub session: Option<Session>,
+    pub caller: Caller,
     pub client_ip: Option<IpAddr>,
 }
 
 impl<T> Ruma<T> {
-    /// The caller of an endpoint that requires a token (always present there).
+    /// The user session of the caller: present on every endpoint that requires a token.
     pub fn session(&self) -> Result<&Session, Error> {
-        self.session.as_ref().ok_or_else(Error::missing_token)
+        match &self.caller {
+            Caller::User(session) => Ok(session),
+            Caller::Anonymous => Err(Error::missing_token()),
+        }
     }
 }
 
@@ -188,17 +200,17 @@ where
         let bytes = read_body(body, state.config.max_request_size).await?;
 
         let token = access_token(&parts);
-        let session = match (T::Authentication::TOKEN, token) {
-            (TokenUse::Ignored, _) => None,
+        let caller = match (T::Authentication::TOKEN, token) {
+            (TokenUse::Ignored, _) => Caller::Anonymous,
             (TokenUse::Required, None) => return Err(Error::missing_token()),
-            (TokenUse::Optional, None) => None,
+            (TokenUse::Optional, None) => Caller::Anonymous,
             (_, Some(token)) => {
                 // Reads RocksDB and may write the device's last-seen time: blocking work.
                 let ip = client_ip.map(|ip| ip.to_string());
                 let session = state
                     .blocking(move |s| s.sessions.authenticate(&token, ip.as_deref()))
                     .await?;
-                Some(session)
+                Caller::User(session)
             }
         };
 
@@ -227,7 +239,7 @@ where
         let body = T::try_from_http_request(http_request, &args).map_err(parse_error)?;
         Ok(Ruma {
             body,
-            session,
+            caller,
             client_ip,
         })
     }
