@@ -62,7 +62,7 @@ pub async fn room_aliases(
     let room_id = request.body.room_id;
     let aliases = services
         .blocking(move |s| {
-            let member = s.rooms.is_joined(&user, &room_id)?;
+            let member = s.rooms.members.is_joined(&user, &room_id)?;
             if !member && !s.rooms.is_world_readable(&room_id)? {
                 return Err(Error::forbidden("You are not in this room"));
             }

@@ -69,7 +69,7 @@ pub async fn joined(
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
     let rooms: Vec<OwnedRoomId> = services
-        .blocking(move |s| s.rooms.rooms_of(&user))
+        .blocking(move |s| s.rooms.members.rooms_of(&user))
         .await?
         .into_iter()
         .filter(|(_, m)| m.membership == "join")
@@ -190,7 +190,7 @@ pub async fn forget(
     let user = request.session()?.user_id.clone();
     let room_id = request.body.room_id;
     services
-        .blocking(move |s| s.rooms.forget(&user, &room_id))
+        .blocking(move |s| s.rooms.members.forget(&user, &room_id))
         .await?;
     Ok(Json(json!({})))
 }

@@ -155,12 +155,13 @@ impl Services {
 
     fn wake_room_mates(&self, user: &UserId) -> Result<()> {
         let mut mates: Vec<OwnedUserId> = vec![user.to_owned()];
-        for (room, membership) in self.rooms.rooms_of(user)? {
+        for (room, membership) in self.rooms.members.rooms_of(user)? {
             if membership.membership != "join" {
                 continue;
             }
             mates.extend(
                 self.rooms
+                    .members
                     .members_with_membership(&room)?
                     .into_iter()
                     .filter(|(_, m)| m == "join")
@@ -178,8 +179,8 @@ impl Services {
         if a == b {
             return Ok(true);
         }
-        for (room, membership) in self.rooms.rooms_of(a)? {
-            if membership.membership == "join" && self.rooms.is_joined(b, &room)? {
+        for (room, membership) in self.rooms.members.rooms_of(a)? {
+            if membership.membership == "join" && self.rooms.members.is_joined(b, &room)? {
                 return Ok(true);
             }
         }

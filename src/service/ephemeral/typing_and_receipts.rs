@@ -216,7 +216,7 @@ impl Services {
         user: &UserId,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        if !self.rooms.is_joined(user, room)? {
+        if !self.rooms.members.is_joined(user, room)? {
             return Err(Error::forbidden("You are not in this room"));
         }
         if self
@@ -239,6 +239,7 @@ impl Services {
     fn wake_members(&self, room: &RoomId) -> Result<()> {
         let members: Vec<OwnedUserId> = self
             .rooms
+            .members
             .members_with_membership(room)?
             .into_iter()
             .filter(|(_, m)| m == "join")
@@ -257,7 +258,7 @@ impl Services {
         event_id: &ruma::EventId,
         thread_id: Option<String>,
     ) -> Result<()> {
-        if !self.rooms.is_joined(user, room)? {
+        if !self.rooms.members.is_joined(user, room)? {
             return Err(Error::forbidden("You are not in this room"));
         }
         if self

@@ -40,7 +40,7 @@ impl Services {
     /// Joins a local room. Blocking.
     pub fn join(&self, user: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<()> {
         self.ensure_local_room(room_id)?;
-        if let Some(current) = self.rooms.membership(user, room_id)?
+        if let Some(current) = self.rooms.members.membership(user, room_id)?
             && current.membership == "join"
         {
             return Ok(());
@@ -77,6 +77,7 @@ impl Services {
         }
         if self
             .rooms
+            .members
             .membership(user, room_id)?
             .is_some_and(|m| m.membership == "invite")
         {
@@ -93,9 +94,12 @@ impl Services {
             })
             .unwrap_or_default();
         let in_allowed_room = allowed_rooms.iter().any(|allowed| {
-            RoomId::parse(allowed)
-                .ok()
-                .is_some_and(|allowed| self.rooms.is_joined(user, &allowed).unwrap_or(false))
+            RoomId::parse(allowed).ok().is_some_and(|allowed| {
+                self.rooms
+                    .members
+                    .is_joined(user, &allowed)
+                    .unwrap_or(false)
+            })
         });
         if !in_allowed_room {
             return Err(Error::forbidden(
@@ -122,7 +126,7 @@ impl Services {
     /// Knocks on a local room (its join rule must allow knocking). Blocking.
     pub fn knock(&self, user: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<()> {
         self.ensure_local_room(room_id)?;
-        if let Some(current) = self.rooms.membership(user, room_id)? {
+        if let Some(current) = self.rooms.members.membership(user, room_id)? {
             match current.membership.as_str() {
                 "join" => return Err(Error::forbidden("You are already in the room")),
                 "ban" => return Err(Error::forbidden("You are banned from the room")),
@@ -158,7 +162,7 @@ impl Services {
         if !self.users.exists(invitee)? {
             return Err(Error::not_found("Unknown user"));
         }
-        if let Some(current) = self.rooms.membership(invitee, room_id)? {
+        if let Some(current) = self.rooms.members.membership(invitee, room_id)? {
             match current.membership.as_str() {
                 "join" => return Err(Error::forbidden("User is already in the room")),
                 "ban" => return Err(Error::forbidden("User is banned from the room")),
@@ -179,7 +183,7 @@ impl Services {
     /// Leaves a room (also rejects an invite or withdraws a knock). Blocking.
     pub fn leave(&self, user: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<()> {
         self.ensure_local_room(room_id)?;
-        match self.rooms.membership(user, room_id)? {
+        match self.rooms.members.membership(user, room_id)? {
             Some(current) if matches!(current.membership.as_str(), "join" | "invite" | "knock") => {
             }
             _ => return Err(Error::forbidden("You are not in this room")),
@@ -203,7 +207,7 @@ impl Services {
         reason: Option<String>,
     ) -> Result<()> {
         self.ensure_local_room(room_id)?;
-        match self.rooms.membership(target, room_id)? {
+        match self.rooms.members.membership(target, room_id)? {
             Some(current) if matches!(current.membership.as_str(), "join" | "invite" | "knock") => {
             }
             _ => return Err(Error::forbidden("The user is not in the room")),
@@ -246,7 +250,7 @@ impl Services {
         reason: Option<String>,
     ) -> Result<()> {
         self.ensure_local_room(room_id)?;
-        match self.rooms.membership(target, room_id)? {
+        match self.rooms.members.membership(target, room_id)? {
             Some(current) if current.membership == "ban" => {}
             _ => return Err(Error::forbidden("The user is not banned")),
         }

@@ -7,6 +7,7 @@ mod builder;
 pub mod create;
 pub mod event_cache;
 pub mod filter;
+pub mod members;
 pub mod membership;
 pub mod pdu;
 mod persist;
@@ -144,14 +145,12 @@ pub struct RoomService {
     pdus: Table<(u64, u64), Box<RawValue>>,
     state_before: Table<u64, u64>,
     rooms: Table<u64, RoomRecord>,
-    user_rooms: Table<(String, String), Membership>,
     txns: Table<(String, String), String>,
-    relations: Table<(String, u64), relations::Relation>,
-    threads: Table<(String, String), relations::ThreadRecord>,
-    public_join_rule: Table<String, bool>,
-    room_members: Table<(String, String), String>,
     pub notifier: Arc<crate::service::notifier::Notifier>,
-    search_index: Table<(String, u64), Vec<String>>,
+    search: search::SearchIndex,
+    /// Who is in which room.
+    pub members: members::Members,
+    relation_index: relations::RelationIndex,
     /// One lock per room: event creation in a room is serialized so `prev_events`, depth and
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
     room_locks: crate::service::keyed_locks::KeyedLocks<OwnedRoomId>,
@@ -162,9 +161,6 @@ pub struct RoomService {
     states_before: Cache<u64, u64, NumberKeys>,
     /// Timeline position (short room, count) → short event id (never changes either).
     positions: Cache<(u64, u64), u64, NumberKeys>,
-    /// Per room: the state snapshot, how many members were asked for, and the first members
-    /// in user id order (sync heroes).
-    heroes: Cache<u64, (u64, usize, Arc<Vec<ruma::OwnedUserId>>), NumberKeys>,
     /// Snapshot → its state events, shared by the syncs of every member (a redaction clears
     /// it, like the event cache).
     snapshot_events: Cache<u64, Arc<event_cache::SnapshotEvents>, NumberKeys>,
@@ -174,9 +170,6 @@ pub struct RoomService {
     records: Cache<u64, Arc<RoomRecord>, NumberKeys>,
     /// Room id → short room id (never changes).
     short_rooms: Cache<String, u64>,
-    /// Whether an event (by id) is the parent of any relation; a new relation invalidates its
-    /// parent's entry.
-    has_relations: Cache<String, bool>,
     /// Redactions applied since start: derived data (unread counts) compares it to notice one.
     redactions: std::sync::atomic::AtomicU64,
 }
@@ -203,22 +196,17 @@ impl RoomService {
             pdus: db.table(Cf::Pdus),
             state_before: db.table(Cf::EventStateBefore),
             rooms: db.table(Cf::Rooms),
-            user_rooms: db.table(Cf::UserRooms),
             txns: db.table(Cf::TransactionIds),
-            relations: db.table(Cf::Relations),
-            threads: db.table(Cf::Threads),
-            public_join_rule: db.table(Cf::PublicJoinRule),
-            room_members: db.table(Cf::RoomMembers),
             notifier,
-            search_index: db.table(Cf::SearchIndex),
+            search: search::SearchIndex::new(&db),
+            relation_index: relations::RelationIndex::new(&db, event_cache_entries),
             room_locks: Default::default(),
             event_cache: event_cache::EventCache::new(event_cache_entries),
             locations: Cache::new(event_cache_entries),
             states_before: Cache::new(event_cache_entries),
-            has_relations: Cache::new(event_cache_entries),
             positions: Cache::new(event_cache_entries),
             short_rooms: Cache::new(event_cache_entries),
-            heroes: Cache::new(event_cache_entries),
+            members: members::Members::new(&db, event_cache_entries),
             snapshot_events: Cache::new(SNAPSHOTS_CACHED),
             recent: Cache::new(event_cache_entries),
             records: Cache::new(event_cache_entries),
@@ -355,128 +343,11 @@ impl RoomService {
             .get_or_load(short_event, |short| self.state_before.get(short))?)
     }
 
-    /// A user's membership record in a room.
-    pub fn membership(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<Membership>> {
-        Ok(self
-            .user_rooms
-            .get(&(user_id.as_str().to_owned(), room_id.as_str().to_owned()))?)
-    }
-
-    /// Whether the user is joined to the room right now.
-    pub fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool> {
-        Ok(self
-            .membership(user_id, room_id)?
-            .is_some_and(|m| m.membership == "join"))
-    }
-
-    /// Every room a user has a membership record in.
-    pub fn rooms_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, Membership)>> {
-        let prefix = crate::storage::codec::prefix(user_id.as_str());
-        Ok(self
-            .user_rooms
-            .scan_prefix(&prefix)?
-            .into_iter()
-            .filter_map(|((_, room), membership)| Some((RoomId::parse(room).ok()?, membership)))
-            .collect())
-    }
-
-    /// Rooms anyone may join (current join rule `public`).
-    pub fn rooms_with_public_join_rule(&self) -> Result<Vec<OwnedRoomId>> {
-        Ok(self
-            .public_join_rule
-            .scan_all()?
-            .into_iter()
-            .filter_map(|(room, _)| RoomId::parse(room).ok())
-            .collect())
-    }
-
-    /// Local users with a membership in the room, and what it is.
-    pub fn members_with_membership(
-        &self,
-        room_id: &RoomId,
-    ) -> Result<Vec<(ruma::OwnedUserId, String)>> {
-        Ok(self
-            .room_members
-            .scan_prefix(&crate::storage::codec::prefix(room_id.as_str()))?
-            .into_iter()
-            .filter_map(|((_, user), membership)| Some((UserId::parse(user).ok()?, membership)))
-            .collect())
-    }
-
-    /// Sync heroes: up to `limit` users joined to or invited into the room other than
-    /// `except`, in user id order. The first few members are cached per room and state
-    /// snapshot (`state_hash`, from the room record), so a new membership is seen at once.
-    pub fn heroes(
-        &self,
-        room_id: &RoomId,
-        short_room: u64,
-        state_hash: u64,
-        except: &UserId,
-        limit: usize,
-    ) -> Result<Vec<ruma::OwnedUserId>> {
-        let lookup = self.heroes.get(&short_room);
-        let members = match lookup.value {
-            Some((hash, fetched, members)) if hash == state_hash && fetched > limit => members,
-            _ => {
-                // One more than needed, in case `except` is among them.
-                let members = Arc::new(self.some_members(room_id, limit + 1)?);
-                self.heroes.insert(
-                    short_room,
-                    (state_hash, limit + 1, members.clone()),
-                    lookup.epoch,
-                );
-                members
-            }
-        };
-        Ok(members
-            .iter()
-            .filter(|user| *user != except)
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
-    /// Up to `limit` local or remote users joined to or invited into the room, in user id
-    /// order, without reading the whole member list.
-    fn some_members(&self, room_id: &RoomId, limit: usize) -> Result<Vec<ruma::OwnedUserId>> {
-        let prefix = crate::storage::codec::prefix(room_id.as_str());
-        let mut end = prefix.clone();
-        end.push(0xFF);
-        let mut found = Vec::new();
-        let mut start = prefix.clone();
-        // Page through the member index until enough heroes are found: the first page is just
-        // big enough when the first rows qualify (the usual case), later ones bigger.
-        let mut page = limit + 1;
-        loop {
-            let rows = self.room_members.range(&start, &end, false, page)?;
-            let exhausted = rows.len() < page;
-            page = 32;
-            for ((_, user), membership) in &rows {
-                if (membership == "join" || membership == "invite")
-                    && let Ok(user) = UserId::parse(user)
-                {
-                    found.push(user);
-                    if found.len() >= limit {
-                        return Ok(found);
-                    }
-                }
-            }
-            match rows.last() {
-                Some(((_, last), _)) if !exhausted => {
-                    start = crate::storage::KeyCodec::encode(&(
-                        room_id.to_string(),
-                        format!("{last}\u{0}"),
-                    ));
-                }
-                _ => return Ok(found),
-            }
-        }
-    }
-
     /// Wakes the syncs of everyone a new event concerns: the room's joined and invited members,
     /// and the target of a membership change.
     fn wake_room(&self, pdu: &Pdu) -> Result<()> {
         let mut users: Vec<ruma::OwnedUserId> = self
+            .members
             .members_with_membership(&pdu.room_id)?
             .into_iter()
             .filter(|(_, m)| m == "join" || m == "invite" || m == "knock")
@@ -486,28 +357,6 @@ impl RoomService {
             users.push(target);
         }
         self.notifier.wake(users.iter().map(|u| &**u));
-        Ok(())
-    }
-
-    /// Marks a left room as forgotten for the user.
-    pub fn forget(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
-        let key = (user_id.as_str().to_owned(), room_id.as_str().to_owned());
-        let Some(mut membership) = self.user_rooms.get(&key)? else {
-            return Err(Error::not_found("You have no membership in this room"));
-        };
-        if membership.membership == "join"
-            || membership.membership == "invite"
-            || membership.membership == "knock"
-        {
-            return Err(Error::unknown(
-                http::StatusCode::BAD_REQUEST,
-                "Leave the room before forgetting it",
-            ));
-        }
-        membership.forgotten = true;
-        let mut batch = self.db.batch();
-        self.user_rooms.put(&mut batch, &key, &membership);
-        self.db.write(batch)?;
         Ok(())
     }
 

@@ -2,14 +2,11 @@
 //! search, transaction id, redaction of its target) and the room record, in one atomic batch,
 //! then the caches and wake-ups that follow. A new index on every event is one more call here.
 
-use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, events::TimelineEventType};
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedEventId};
 use serde_json::value::RawValue;
 
-use super::{EventLocation, Membership, Pdu, RoomRecord, RoomService, pipeline::Accepted};
-use crate::{
-    error::{Error, Result},
-    storage::Batch,
-};
+use super::{EventLocation, Pdu, RoomService, pipeline::Accepted};
+use crate::error::{Error, Result};
 
 impl RoomService {
     /// Stores an authorized event and everything that follows from it in one batch.
@@ -48,12 +45,13 @@ impl RoomService {
             )?;
             self.state
                 .set_current(&mut batch, short_room, short_key, short_event);
-            self.index_state_event(&mut batch, &mut room, &stored, &state_key, count)?;
+            self.members
+                .index_state_event(&mut batch, &mut room, &stored, &state_key, count)?;
         }
         let redacted = self.apply_redaction(&mut batch, &stored, rules)?;
 
-        self.index_relation(&mut batch, &stored, count)?;
-        self.index_for_search(&mut batch, &stored, count);
+        self.relation_index.index(&mut batch, &stored, count)?;
+        self.search.index(&mut batch, &stored, count);
         self.pdus
             .put(&mut batch, &(short_room, count), &raw_object(object)?);
         self.events.put(
@@ -83,7 +81,7 @@ impl RoomService {
         self.db.write(batch)?;
         drop(short_key_guard);
         if let Some((_, parent)) = super::relations::relation_of(&stored) {
-            self.has_relations.invalidate(&parent.to_string());
+            self.relation_index.invalidate(&parent);
         }
         if let Some(short_event) = redacted {
             // Only after the write: see the event cache's module documentation.
@@ -133,62 +131,6 @@ impl RoomService {
             );
         }
         Ok(Some(Pdu::from_object(object)?))
-    }
-
-    /// The indexes kept for particular state events: rooms with a public join rule, and
-    /// memberships (both directions) with the room's member counts.
-    fn index_state_event(
-        &self,
-        batch: &mut Batch,
-        room: &mut RoomRecord,
-        stored: &Pdu,
-        state_key: &str,
-        count: u64,
-    ) -> Result<()> {
-        if stored.kind == TimelineEventType::RoomJoinRules && state_key.is_empty() {
-            let key = stored.room_id.to_string();
-            if stored.content_value()["join_rule"] == "public" {
-                self.public_join_rule.put(batch, &key, &true);
-            } else {
-                self.public_join_rule.delete(batch, &key);
-            }
-        }
-        if stored.kind != TimelineEventType::RoomMember {
-            return Ok(());
-        }
-        let membership = stored.content_value()["membership"]
-            .as_str()
-            .unwrap_or("leave")
-            .to_owned();
-        let key = (state_key.to_owned(), stored.room_id.to_string());
-        self.room_members.put(
-            batch,
-            &(stored.room_id.to_string(), state_key.to_owned()),
-            &membership,
-        );
-        let previous = self.user_rooms.get(&key)?.map(|m| m.membership);
-        let was = |state: &str| previous.as_deref() == Some(state);
-        match (was("join"), membership == "join") {
-            (false, true) => room.joined_members += 1,
-            (true, false) => room.joined_members = room.joined_members.saturating_sub(1),
-            _ => {}
-        }
-        match (was("invite"), membership == "invite") {
-            (false, true) => room.invited_members += 1,
-            (true, false) => room.invited_members = room.invited_members.saturating_sub(1),
-            _ => {}
-        }
-        self.user_rooms.put(
-            batch,
-            &key,
-            &Membership {
-                membership,
-                event_id: stored.event_id.clone(),
-                count,
-                forgotten: false,
-            },
-        );
-        Ok(())
     }
 }
 

@@ -70,7 +70,7 @@ impl RoomService {
         if self.room(room_id)?.is_none() {
             return Err(Error::forbidden("You are not in this room"));
         }
-        if self.membership(user, room_id)?.is_some() || self.is_world_readable(room_id)? {
+        if self.members.membership(user, room_id)?.is_some() || self.is_world_readable(room_id)? {
             Ok(())
         } else {
             Err(Error::forbidden("You are not in this room"))
@@ -102,7 +102,7 @@ impl RoomService {
         let (short_room, _) = self
             .room(room_id)?
             .ok_or_else(|| Error::forbidden("You are not in this room"))?;
-        match self.membership(user, room_id)? {
+        match self.members.membership(user, room_id)? {
             Some(m) if m.membership == "join" => Ok((short_room, None)),
             _ if self.is_world_readable(room_id)? => Ok((short_room, None)),
             Some(m) if m.membership == "leave" || m.membership == "ban" => {
@@ -137,7 +137,7 @@ impl RoomService {
         }
         if snapshot.is_some() {
             // Include the user's own leave, which is not in the state before it.
-            if let Some(m) = self.membership(user, room_id)?
+            if let Some(m) = self.members.membership(user, room_id)?
                 && let Some(pdu) = self.get_pdu(&m.event_id)?
             {
                 events.retain(|e| e["state_key"] != json!(user) || e["type"] != "m.room.member");
@@ -195,7 +195,10 @@ impl RoomService {
         let (short_room, snapshot) = self.readable_state(user, room_id)?;
         let limit = match snapshot {
             Some(_) => {
-                let left = self.membership(user, room_id)?.map_or(0, |m| m.count);
+                let left = self
+                    .members
+                    .membership(user, room_id)?
+                    .map_or(0, |m| m.count);
                 position.min(left)
             }
             None => position,
@@ -216,7 +219,7 @@ impl RoomService {
         user: &UserId,
         room_id: &RoomId,
     ) -> Result<Vec<(OwnedUserId, Value)>> {
-        if !self.is_joined(user, room_id)? {
+        if !self.members.is_joined(user, room_id)? {
             return Err(Error::forbidden("You are not in this room"));
         }
         let (short_room, _) = self

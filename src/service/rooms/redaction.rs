@@ -124,7 +124,7 @@ impl RoomService {
             );
             return Ok(None);
         }
-        self.unindex_for_search(batch, &target_event, location.count);
+        self.search.unindex(batch, &target_event, location.count);
         let object: CanonicalJsonObject = serde_json::from_str(raw.get())
             .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))?;
         let mut redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)

@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 use crate::{
     error::{Error, Result},
     service::{
+        cache::Cache,
         rooms::{EventLocation, Pdu, RoomService, read::Direction},
         users::sessions::Session,
     },
-    storage::{Batch, codec},
+    storage::{Batch, Cf, Db, Table, codec},
 };
 
 /// One indexed relation (key: parent event id ‖ child position).
@@ -52,9 +53,26 @@ pub struct RelationsPage {
     pub next_batch: Option<String>,
 }
 
-impl RoomService {
+/// The relation and thread indexes, and the cache of events known to have no relations.
+pub struct RelationIndex {
+    relations: Table<(String, u64), Relation>,
+    threads: Table<(String, String), ThreadRecord>,
+    /// Whether an event (by id) is the parent of any relation; a new relation invalidates its
+    /// parent's entry.
+    has_relations: Cache<String, bool>,
+}
+
+impl RelationIndex {
+    pub fn new(db: &Db, cached: usize) -> Self {
+        Self {
+            relations: db.table(Cf::Relations),
+            threads: db.table(Cf::Threads),
+            has_relations: Cache::new(cached),
+        }
+    }
+
     /// Indexes a new event's relation (and thread bookkeeping) in its write batch.
-    pub(super) fn index_relation(&self, batch: &mut Batch, pdu: &Pdu, count: u64) -> Result<()> {
+    pub(super) fn index(&self, batch: &mut Batch, pdu: &Pdu, count: u64) -> Result<()> {
         let Some((rel_type, parent)) = relation_of(pdu) else {
             return Ok(());
         };
@@ -81,7 +99,7 @@ impl RoomService {
     }
 
     /// Relations of `parent`, oldest first.
-    fn relations_of(&self, parent: &EventId) -> Result<Vec<(u64, Relation)>> {
+    pub(super) fn relations_of(&self, parent: &EventId) -> Result<Vec<(u64, Relation)>> {
         Ok(self
             .relations
             .scan_prefix(&codec::prefix(parent.as_str()))?
@@ -90,18 +108,49 @@ impl RoomService {
             .collect())
     }
 
+    /// Whether `parent` may have relations (`false`: known to have none), and the cache
+    /// epoch to record what a scan finds.
+    fn may_have_relations(&self, parent: &EventId) -> (bool, u64) {
+        let lookup = self.has_relations.get(&parent.to_string());
+        (lookup.value != Some(false), lookup.epoch)
+    }
+
+    /// Forgets what is known about `parent` (it just gained a relation).
+    pub(super) fn invalidate(&self, parent: &EventId) {
+        self.has_relations.invalidate(&parent.to_string());
+    }
+
+    /// A thread's record.
+    fn thread(&self, room_id: &RoomId, root: &EventId) -> Result<Option<ThreadRecord>> {
+        Ok(self.threads.get(&(room_id.to_string(), root.to_string()))?)
+    }
+
+    /// Every thread root of a room.
+    fn threads_of(&self, room_id: &RoomId) -> Result<Vec<(String, ThreadRecord)>> {
+        Ok(self
+            .threads
+            .scan_prefix(&codec::prefix(room_id.as_str()))?
+            .into_iter()
+            .map(|((_, root), thread)| (root, thread))
+            .collect())
+    }
+}
+
+impl RoomService {
     /// `unsigned.m.relations` for an event as `viewer` sees it: the latest edit by the original
     /// sender (`m.replace`) and the thread summary (`m.thread`).
     pub fn aggregations(&self, pdu: &Pdu, viewer: Option<&Session>) -> Result<Option<Value>> {
         // Most events have no relations: remember that instead of scanning for them each time.
-        let key = pdu.event_id.to_string();
-        let lookup = self.has_relations.get(&key);
-        if lookup.value == Some(false) {
+        let (may_have, epoch) = self.relation_index.may_have_relations(&pdu.event_id);
+        if !may_have {
             return Ok(None);
         }
-        let relations = self.relations_of(&pdu.event_id)?;
-        self.has_relations
-            .insert(key, !relations.is_empty(), lookup.epoch);
+        let relations = self.relation_index.relations_of(&pdu.event_id)?;
+        self.relation_index.has_relations.insert(
+            pdu.event_id.to_string(),
+            !relations.is_empty(),
+            epoch,
+        );
         if relations.is_empty() {
             return Ok(None);
         }
@@ -128,8 +177,7 @@ impl RoomService {
                 edit.to_client_format(crate::util::now_millis()),
             );
         }
-        let key = (pdu.room_id.to_string(), pdu.event_id.to_string());
-        if let Some(thread) = self.threads.get(&key)?
+        if let Some(thread) = self.relation_index.thread(&pdu.room_id, &pdu.event_id)?
             && let Some(latest) = &thread.latest_event
             && let Some(latest) = self.get_pdu(latest)?
         {
@@ -164,7 +212,7 @@ impl RoomService {
     ) -> Result<RelationsPage> {
         // The parent must be visible; this also checks room membership.
         self.event_for_user(session, room_id, parent)?;
-        let mut relations = self.relations_of(parent)?;
+        let mut relations = self.relation_index.relations_of(parent)?;
         if direction == Direction::Backward {
             relations.reverse();
         }
@@ -221,12 +269,7 @@ impl RoomService {
                 .map_err(|_| Error::invalid_param("Invalid from token"))?,
             None => 0,
         };
-        let mut threads: Vec<(String, ThreadRecord)> = self
-            .threads
-            .scan_prefix(&codec::prefix(room_id.as_str()))?
-            .into_iter()
-            .map(|((_, root), thread)| (root, thread))
-            .collect();
+        let mut threads = self.relation_index.threads_of(room_id)?;
         threads.sort_by_key(|(_, thread)| std::cmp::Reverse(thread.latest_count));
         let mut chunk = Vec::new();
         for (position, (root, thread)) in (offset..).zip(threads.into_iter().skip(offset)) {

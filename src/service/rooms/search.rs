@@ -13,7 +13,7 @@ use crate::{
         rooms::{Pdu, RoomService, read::EventFilter},
         users::sessions::Session,
     },
-    storage::{Batch, codec},
+    storage::{Batch, Cf, Db, Table, codec},
 };
 
 /// Searchable fields by event type.
@@ -82,9 +82,21 @@ pub struct SearchResults {
     pub highlights: Vec<String>,
 }
 
-impl RoomService {
+/// The full-text index: owns its table; `persist` adds every event to it in the event's
+/// batch, redaction removes the redacted event's tokens.
+pub struct SearchIndex {
+    table: Table<(String, u64), Vec<String>>,
+}
+
+impl SearchIndex {
+    pub fn new(db: &Db) -> Self {
+        Self {
+            table: db.table(Cf::SearchIndex),
+        }
+    }
+
     /// Adds an event's tokens to the index (in its write batch).
-    pub(super) fn index_for_search(&self, batch: &mut Batch, pdu: &Pdu, count: u64) {
+    pub(super) fn index(&self, batch: &mut Batch, pdu: &Pdu, count: u64) {
         let mut fields_by_token: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for (field, text) in searchable(pdu) {
             for token in tokenize(&text) {
@@ -93,23 +105,23 @@ impl RoomService {
         }
         for (token, fields) in fields_by_token {
             let fields: Vec<String> = fields.into_iter().map(str::to_owned).collect();
-            self.search_index
+            self.table
                 .put(batch, &(index_key(&pdu.room_id, &token), count), &fields);
         }
     }
 
     /// Removes an event's tokens (redaction).
-    pub(super) fn unindex_for_search(&self, batch: &mut Batch, pdu: &Pdu, count: u64) {
+    pub(super) fn unindex(&self, batch: &mut Batch, pdu: &Pdu, count: u64) {
         for (_, text) in searchable(pdu) {
             for token in tokenize(&text) {
-                self.search_index
+                self.table
                     .delete(batch, &(index_key(&pdu.room_id, &token), count));
             }
         }
     }
 
     /// Positions of events in `room` holding every token of `tokens` in one of `keys`.
-    fn matching_positions(
+    pub(super) fn matching_positions(
         &self,
         room_id: &RoomId,
         tokens: &BTreeSet<String>,
@@ -119,7 +131,7 @@ impl RoomService {
         for token in tokens {
             let prefix = codec::prefix(&index_key(room_id, token));
             let positions: BTreeSet<u64> = self
-                .search_index
+                .table
                 .scan_prefix(&prefix)?
                 .into_iter()
                 .filter(|(_, fields)| fields.iter().any(|f| keys.contains(f)))
@@ -135,7 +147,9 @@ impl RoomService {
         }
         Ok(result.map(|r| r.into_iter().collect()).unwrap_or_default())
     }
+}
 
+impl RoomService {
     /// Searches the rooms the user is joined to.
     pub fn search(&self, session: &Session, query: &SearchQuery) -> Result<SearchResults> {
         let tokens = tokenize(&query.term);
@@ -143,6 +157,7 @@ impl RoomService {
             return Err(Error::bad_json("search_term has no searchable words"));
         }
         let mut rooms: Vec<OwnedRoomId> = self
+            .members
             .rooms_of(&session.user_id)?
             .into_iter()
             .filter(|(_, m)| m.membership == "join")
@@ -161,7 +176,10 @@ impl RoomService {
             let Some((short_room, _)) = self.room(&room_id)? else {
                 continue;
             };
-            for count in self.matching_positions(&room_id, &tokens, &query.keys)? {
+            for count in self
+                .search
+                .matching_positions(&room_id, &tokens, &query.keys)?
+            {
                 if hits.len() >= MAX_HITS {
                     break;
                 }

@@ -41,7 +41,7 @@ impl Services {
         if self.rooms.room(old_room)?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
-        if !self.rooms.is_joined(user, old_room)? {
+        if !self.rooms.members.is_joined(user, old_room)? {
             return Err(Error::forbidden("You are not in this room"));
         }
         if !self

@@ -179,7 +179,7 @@ impl RoomService {
             return Ok(false);
         }
         // `shared`: visible if the user was joined at any point after the event.
-        let Some(current) = self.membership(user, &pdu.room_id)? else {
+        let Some(current) = self.members.membership(user, &pdu.room_id)? else {
             return Ok(false);
         };
         if current.membership == "join" {

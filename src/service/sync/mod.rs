@@ -86,7 +86,7 @@ impl Services {
         let mut invite = Map::new();
         let mut leave = BTreeMap::new();
         let mut knock = Map::new();
-        for (room_id, membership) in self.rooms.rooms_of(&session.user_id)? {
+        for (room_id, membership) in self.rooms.members.rooms_of(&session.user_id)? {
             if !filter.wants_room(&room_id) || membership.count > next_batch {
                 continue;
             }
@@ -506,6 +506,7 @@ impl Services {
     ) -> Result<Value> {
         let heroes = self
             .rooms
+            .members
             .heroes(room_id, short_room, room.state_hash, user, 5)?;
         Ok(json!({
             "m.heroes": heroes,

@@ -27,12 +27,13 @@ impl Services {
         // (both come from indexes; no room list is scanned).
         let mut rooms: Vec<ruma::OwnedRoomId> = self
             .rooms
+            .members
             .rooms_of(searcher)?
             .into_iter()
             .filter(|(_, m)| m.membership == "join")
             .map(|(room, _)| room)
             .collect();
-        for room in self.rooms.rooms_with_public_join_rule()? {
+        for room in self.rooms.members.rooms_with_public_join_rule()? {
             if !rooms.contains(&room) {
                 rooms.push(room);
             }
