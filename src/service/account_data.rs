@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::{
     error::{Error, Result},
     service::notifier::Notifier,
-    storage::{Cf, Db, Table, codec},
+    storage::{Db, Table, codec, tables},
 };
 
 /// One stored value.
@@ -38,7 +38,7 @@ fn key(user: &UserId, room: Option<&RoomId>, kind: &str) -> (String, String) {
 impl AccountDataService {
     pub fn new(db: Db, notifier: std::sync::Arc<Notifier>) -> Self {
         Self {
-            data: db.table(Cf::AccountData),
+            data: db.open_table(tables::ACCOUNT_DATA),
             db,
             notifier,
         }

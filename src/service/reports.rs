@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::Result,
-    storage::{Cf, Db, Table},
+    storage::{Db, Table, tables},
     util::now_millis,
 };
 
@@ -33,7 +33,7 @@ pub struct ReportService {
 impl ReportService {
     pub fn new(db: Db) -> Self {
         Self {
-            reports: db.table(Cf::Reports),
+            reports: db.open_table(tables::REPORTS),
             db,
         }
     }

@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    storage::{Cf, Db, Table},
+    storage::{Db, Table, tables},
     util::random_alphanumeric,
 };
 
 /// Stored form of the key (key: `signing_key` in `meta`).
 #[derive(Serialize, Deserialize)]
-struct StoredKey {
+pub struct StoredKey {
     /// The key version, e.g. `a1b2c3` in `ed25519:a1b2c3`.
     version: String,
     /// PKCS#8 DER document, base64.
@@ -30,7 +30,7 @@ pub struct ServerKeys {
 impl ServerKeys {
     /// Loads the signing key, creating and storing one on first start.
     pub fn load_or_create(db: &Db, server_name: OwnedServerName) -> Result<Self> {
-        let meta: Table<String, StoredKey> = db.table(Cf::Meta);
+        let meta: Table<String, StoredKey> = db.open_table(tables::SERVER_SIGNING_KEYS);
         let stored = match meta.get(&META_KEY.to_owned())? {
             Some(stored) => stored,
             None => {

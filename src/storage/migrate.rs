@@ -10,6 +10,7 @@ pub(super) fn run(db: &Db, found: u64) -> StorageResult<()> {
     while version < super::SCHEMA_VERSION {
         match version {
             1 => short_state_keys_by_pair(db)?,
+            2 => to_device_transaction_ids_apart(db)?,
             _ => unreachable_version(version)?,
         }
         version += 1;
@@ -45,5 +46,24 @@ fn short_state_keys_by_pair(db: &Db) -> StorageResult<()> {
     batch
         .inner
         .put_cf(db.cf(Cf::Meta), SCHEMA_VERSION_KEY, 2u64.to_be_bytes());
+    db.write(batch)
+}
+
+/// 2 → 3: send-to-device transaction ids (value `true`) shared `transaction_ids` with event
+/// transaction ids (value: an event id), so one column family held two value types. They move
+/// to `to_device_transaction_ids`, keys unchanged.
+fn to_device_transaction_ids_apart(db: &Db) -> StorageResult<()> {
+    let shared: Table<(String, String), serde_json::Value> = db.table(Cf::TransactionIds);
+    let to_device: Table<(String, String), bool> = db.table(Cf::ToDeviceTransactionIds);
+    let mut batch = db.batch();
+    for (key, value) in shared.scan_all()? {
+        if value == serde_json::Value::Bool(true) {
+            shared.delete(&mut batch, &key);
+            to_device.put(&mut batch, &key, &true);
+        }
+    }
+    batch
+        .inner
+        .put_cf(db.cf(Cf::Meta), SCHEMA_VERSION_KEY, 3u64.to_be_bytes());
     db.write(batch)
 }

@@ -11,7 +11,7 @@ use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, Wri
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use codec::KeyCodec;
-pub use schema::{Cf, SCHEMA_VERSION};
+pub use schema::{Cf, SCHEMA_VERSION, TableDef, tables};
 
 use crate::config::StorageConfig;
 
@@ -230,8 +230,17 @@ impl Db {
             .expect("every column family is created at open")
     }
 
-    /// A typed view of one column family.
-    pub fn table<K: KeyCodec, V: Serialize + DeserializeOwned>(&self, cf: Cf) -> Table<K, V> {
+    /// A table of the catalogue ([`schema::tables`]), typed by its declaration.
+    pub fn open_table<K: KeyCodec, V: Serialize + DeserializeOwned>(
+        &self,
+        table: schema::TableDef<K, V>,
+    ) -> Table<K, V> {
+        self.table(table.cf)
+    }
+
+    /// A view of one column family with types of the caller's choosing: for migrations, which
+    /// read old layouts, and storage's own tests.
+    fn table<K: KeyCodec, V: Serialize + DeserializeOwned>(&self, cf: Cf) -> Table<K, V> {
         Table {
             db: self.clone(),
             cf,
@@ -589,5 +598,34 @@ mod tests {
             ],
             "old keys re-keyed, none left behind"
         );
+    }
+
+    #[test]
+    fn a_schema_2_database_keeps_to_device_transaction_ids_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let event_txn = ("@a:x".to_owned(), r#"["DEV","!r:x","t1"]"#.to_owned());
+        let to_device_txn = (
+            "@a:x".to_owned(),
+            r#"["DEV","sendToDevice","t1"]"#.to_owned(),
+        );
+        {
+            let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+            let shared: Table<(String, String), serde_json::Value> = db.table(Cf::TransactionIds);
+            let mut batch = db.batch();
+            shared.put(&mut batch, &event_txn, &serde_json::json!("$event"));
+            shared.put(&mut batch, &to_device_txn, &serde_json::json!(true));
+            batch
+                .inner
+                .put_cf(db.cf(Cf::Meta), SCHEMA_VERSION_KEY, 2u64.to_be_bytes());
+            db.write(batch).unwrap();
+        }
+        let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
+        let events = db.open_table(tables::TRANSACTION_IDS);
+        let to_device = db.open_table(tables::TO_DEVICE_TRANSACTION_IDS);
+        assert_eq!(
+            events.scan_all().unwrap(),
+            vec![(event_txn, "$event".to_owned())]
+        );
+        assert_eq!(to_device.scan_all().unwrap(), vec![(to_device_txn, true)]);
     }
 }

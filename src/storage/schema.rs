@@ -6,7 +6,32 @@
 //! column families are created empty at open.
 
 /// Version of the on-disk layout described in this file.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
+
+/// A table: its column family with the types of its keys and values. Each column family has
+/// one, declared in [`tables`]; services open tables only through these, so two services
+/// cannot read one column family as different types.
+pub struct TableDef<K, V> {
+    pub cf: Cf,
+    types: std::marker::PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> TableDef<K, V> {
+    pub const fn new(cf: Cf) -> Self {
+        Self {
+            cf,
+            types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K, V> Clone for TableDef<K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for TableDef<K, V> {}
 
 /// Declares the column families once: the enum, [`Cf::ALL`] and [`Cf::name`] cannot drift apart.
 macro_rules! column_families {
@@ -87,9 +112,13 @@ column_families! {
     /// Send-to-device messages waiting for delivery. Key: user id ‖ 0xFF ‖ device id + 0x00 +
     /// stream position (20 digits). Value: `service::ephemeral::to_device::ToDeviceMessage`.
     ToDevice => "to_device",
-    /// Transaction ids of sent events. Key: user id ‖ 0xFF ‖ JSON `[device, room, txn]`.
-    /// Value: event id. Send-to-device txns use JSON `[device, "sendToDevice", txn]` → `true`.
+    /// Transaction ids of sent events. Key: user id ‖ 0xFF ‖ JSON `[device, room, txn]` for
+    /// `/send`, `["redact", device, room, txn]` for `/redact`. Value: event id.
     TransactionIds => "transaction_ids",
+    /// Transaction ids of send-to-device requests already handled (schema 2 kept them in
+    /// `transaction_ids`). Key: user id ‖ 0xFF ‖ JSON `[device, "sendToDevice", txn]`. Value:
+    /// `true`.
+    ToDeviceTransactionIds => "to_device_transaction_ids",
     /// Room aliases. Key: alias. Value: `service::rooms::aliases::AliasRecord`.
     Aliases => "aliases",
     /// Aliases of each room (reverse of `aliases`). Key: room id ‖ 0xFF ‖ alias. Value: `true`.
@@ -110,4 +139,86 @@ column_families! {
     SearchIndex => "search_index",
     /// Abuse reports for admins. Key: stream count (u64). Value: `service::reports::Report`.
     Reports => "reports",
+}
+
+/// Every table with its key and value types (layouts in [`Cf`]'s documentation).
+pub mod tables {
+    use serde_json::{Value, value::RawValue};
+
+    use super::{Cf, TableDef};
+    use crate::service::{
+        account_data::AccountDataRecord,
+        ephemeral::{ReceiptRecord, to_device::ToDeviceMessage},
+        reports::Report,
+        rooms::{
+            EventLocation, Membership, RoomRecord,
+            aliases::AliasRecord,
+            relations::{Relation, ThreadRecord},
+            state::StateDelta,
+        },
+        server_keys::StoredKey,
+        users::{
+            UserRecord,
+            profiles::ProfileRecord,
+            sessions::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord},
+        },
+    };
+
+    macro_rules! tables {
+        ($($name:ident: $cf:ident => $key:ty => $value:ty,)*) => {
+            $(pub const $name: TableDef<$key, $value> = TableDef::new(Cf::$cf);)*
+            /// The column family of every table above (a test checks each appears once).
+            pub const TABLE_CFS: &[Cf] = &[$(Cf::$cf,)*];
+        };
+    }
+
+    type Pair = (String, String);
+
+    tables! {
+        SERVER_SIGNING_KEYS: Meta => String => StoredKey,
+        USERS: Users => String => UserRecord,
+        PROFILES: Profiles => String => ProfileRecord,
+        DEVICES: Devices => Pair => DeviceRecord,
+        ACCESS_TOKENS: AccessTokens => [u8; 32] => AccessTokenRecord,
+        REFRESH_TOKENS: RefreshTokens => [u8; 32] => RefreshTokenRecord,
+        ROOM_SHORT_IDS: RoomShortIds => String => u64,
+        EVENT_INDEX: EventIndex => String => EventLocation,
+        EVENT_IDS_BY_SHORT: EventIdsByShort => u64 => String,
+        STATE_KEY_SHORT_IDS: StateKeyShortIds => Pair => u64,
+        STATE_KEYS_BY_SHORT: StateKeysByShort => u64 => Pair,
+        PDUS: Pdus => (u64, u64) => Box<RawValue>,
+        STATE_SNAPSHOTS: StateSnapshots => u64 => StateDelta,
+        EVENT_STATE_BEFORE: EventStateBefore => u64 => u64,
+        ROOMS: Rooms => u64 => RoomRecord,
+        CURRENT_STATE: CurrentState => (u64, u64) => u64,
+        USER_ROOMS: UserRooms => Pair => Membership,
+        ROOM_MEMBERS: RoomMembers => Pair => String,
+        FILTERS: Filters => Pair => Value,
+        ACCOUNT_DATA: AccountData => Pair => AccountDataRecord,
+        RECEIPTS: Receipts => Pair => ReceiptRecord,
+        TO_DEVICE: ToDevice => Pair => ToDeviceMessage,
+        TRANSACTION_IDS: TransactionIds => Pair => String,
+        TO_DEVICE_TRANSACTION_IDS: ToDeviceTransactionIds => Pair => bool,
+        ALIASES: Aliases => String => AliasRecord,
+        ROOM_ALIASES: RoomAliases => Pair => bool,
+        PUBLIC_ROOMS: PublicRooms => String => bool,
+        RELATIONS: Relations => (String, u64) => Relation,
+        THREADS: Threads => Pair => ThreadRecord,
+        PUBLIC_JOIN_RULE: PublicJoinRule => String => bool,
+        SEARCH_INDEX: SearchIndex => (String, u64) => Vec<String>,
+        REPORTS: Reports => u64 => Report,
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_column_family_has_exactly_one_table() {
+            for cf in Cf::ALL {
+                let count = TABLE_CFS.iter().filter(|c| *c == cf).count();
+                assert_eq!(count, 1, "{cf:?} is declared by {count} tables");
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::{
     error::{Error, Result},
     service::{Services, users::sessions::Session},
-    storage::{Cf, Db, Table, codec},
+    storage::{Db, Table, codec, tables},
 };
 
 /// One queued message.
@@ -36,8 +36,8 @@ fn queue_key(user: &str, device: &str, position: u64) -> (String, String) {
 impl ToDeviceService {
     pub fn new(db: Db) -> Self {
         Self {
-            queue: db.table(Cf::ToDevice),
-            sent: db.table(Cf::TransactionIds),
+            queue: db.open_table(tables::TO_DEVICE),
+            sent: db.open_table(tables::TO_DEVICE_TRANSACTION_IDS),
             db,
         }
     }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     error::{Error, Result},
     service::Services,
-    storage::{Cf, Db, Table, codec},
+    storage::{Db, Table, codec, tables},
     util::now_millis,
 };
 
@@ -56,7 +56,7 @@ pub struct EphemeralService {
 impl EphemeralService {
     pub fn new(db: Db) -> Self {
         Self {
-            receipts: db.table(Cf::Receipts),
+            receipts: db.open_table(tables::RECEIPTS),
             db,
             typing: Mutex::new(HashMap::new()),
             unread: crate::service::cache::Cache::new(crate::service::unread::CACHED_ROOMS),

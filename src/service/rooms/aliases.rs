@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::{Error, Result},
     service::Services,
-    storage::{Cf, Db, Table},
+    storage::{Db, Table, tables},
 };
 
 /// Stored per local alias.
@@ -28,9 +28,9 @@ pub struct AliasService {
 impl AliasService {
     pub fn new(db: Db) -> Self {
         Self {
-            aliases: db.table(Cf::Aliases),
-            by_room: db.table(Cf::RoomAliases),
-            public: db.table(Cf::PublicRooms),
+            aliases: db.open_table(tables::ALIASES),
+            by_room: db.open_table(tables::ROOM_ALIASES),
+            public: db.open_table(tables::PUBLIC_ROOMS),
             db,
         }
     }

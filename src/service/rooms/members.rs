@@ -10,7 +10,7 @@ use super::{Membership, Pdu, RoomRecord};
 use crate::{
     error::{Error, Result},
     service::cache::{Cache, NumberKeys},
-    storage::{Batch, Cf, Db, Table},
+    storage::{Batch, Db, Table, tables},
 };
 
 /// Owns the membership tables.
@@ -28,9 +28,9 @@ impl Members {
     pub fn new(db: &Db, cached: usize) -> Self {
         Self {
             db: db.clone(),
-            user_rooms: db.table(Cf::UserRooms),
-            room_members: db.table(Cf::RoomMembers),
-            public_join_rule: db.table(Cf::PublicJoinRule),
+            user_rooms: db.open_table(tables::USER_ROOMS),
+            room_members: db.open_table(tables::ROOM_MEMBERS),
+            public_join_rule: db.open_table(tables::PUBLIC_JOIN_RULE),
             heroes: Cache::new(cached),
         }
     }

@@ -39,7 +39,7 @@ use crate::{
         cache::{Cache, NumberKeys},
         server_keys::ServerKeys,
     },
-    storage::{Cf, Db, Table},
+    storage::{Db, Table, tables},
 };
 
 /// Where an event lives (key: event id).
@@ -190,13 +190,13 @@ impl RoomService {
     ) -> Self {
         Self {
             state: state::StateStore::new(db.clone()),
-            room_shorts: db.table(Cf::RoomShortIds),
-            events: db.table(Cf::EventIndex),
-            event_ids: db.table(Cf::EventIdsByShort),
-            pdus: db.table(Cf::Pdus),
-            state_before: db.table(Cf::EventStateBefore),
-            rooms: db.table(Cf::Rooms),
-            txns: db.table(Cf::TransactionIds),
+            room_shorts: db.open_table(tables::ROOM_SHORT_IDS),
+            events: db.open_table(tables::EVENT_INDEX),
+            event_ids: db.open_table(tables::EVENT_IDS_BY_SHORT),
+            pdus: db.open_table(tables::PDUS),
+            state_before: db.open_table(tables::EVENT_STATE_BEFORE),
+            rooms: db.open_table(tables::ROOMS),
+            txns: db.open_table(tables::TRANSACTION_IDS),
             notifier,
             search: search::SearchIndex::new(&db),
             relation_index: relations::RelationIndex::new(&db, event_cache_entries),

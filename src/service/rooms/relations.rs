@@ -13,7 +13,7 @@ use crate::{
         rooms::{EventLocation, Pdu, RoomService, read::Direction},
         users::sessions::Session,
     },
-    storage::{Batch, Cf, Db, Table, codec},
+    storage::{Batch, Db, Table, codec, tables},
 };
 
 /// One indexed relation (key: parent event id ‖ child position).
@@ -65,8 +65,8 @@ pub struct RelationIndex {
 impl RelationIndex {
     pub fn new(db: &Db, cached: usize) -> Self {
         Self {
-            relations: db.table(Cf::Relations),
-            threads: db.table(Cf::Threads),
+            relations: db.open_table(tables::RELATIONS),
+            threads: db.open_table(tables::THREADS),
             has_relations: Cache::new(cached),
         }
     }

@@ -13,7 +13,7 @@ use crate::{
         rooms::{Pdu, RoomService, read::EventFilter},
         users::sessions::Session,
     },
-    storage::{Batch, Cf, Db, Table, codec},
+    storage::{Batch, Db, Table, codec, tables},
 };
 
 /// Searchable fields by event type.
@@ -91,7 +91,7 @@ pub struct SearchIndex {
 impl SearchIndex {
     pub fn new(db: &Db) -> Self {
         Self {
-            table: db.table(Cf::SearchIndex),
+            table: db.open_table(tables::SEARCH_INDEX),
         }
     }
 

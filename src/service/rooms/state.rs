@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::Result,
     service::cache::{Cache, NumberKeys},
-    storage::{Batch, Cf, Db, KeyCodec, Table},
+    storage::{Batch, Db, KeyCodec, Table, tables},
 };
 
 /// How many deltas may chain before a snapshot is stored whole.
@@ -63,10 +63,10 @@ pub type NewShortKeyGuard<'a> = std::sync::MutexGuard<'a, ()>;
 impl StateStore {
     pub fn new(db: Db) -> Self {
         Self {
-            short_by_key: db.table(Cf::StateKeyShortIds),
-            key_by_short: db.table(Cf::StateKeysByShort),
-            snapshots: db.table(Cf::StateSnapshots),
-            current: db.table(Cf::CurrentState),
+            short_by_key: db.open_table(tables::STATE_KEY_SHORT_IDS),
+            key_by_short: db.open_table(tables::STATE_KEYS_BY_SHORT),
+            snapshots: db.open_table(tables::STATE_SNAPSHOTS),
+            current: db.open_table(tables::CURRENT_STATE),
             db,
             short_key_lock: Mutex::new(()),
             cache: Cache::new(SNAPSHOTS_CACHED),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::{
     error::Result,
     service::rooms::read::EventFilter,
-    storage::{Cf, Table},
+    storage::{Table, tables},
 };
 
 /// The parts of a sync filter Hearth applies.
@@ -87,7 +87,7 @@ pub struct FilterStore {
 impl FilterStore {
     pub fn new(db: crate::storage::Db) -> Self {
         Self {
-            filters: db.table(Cf::Filters),
+            filters: db.open_table(tables::FILTERS),
             db,
         }
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    storage::{Batch, Cf, Db, Table},
+    storage::{Batch, Db, Table, tables},
 };
 
 /// Stored per local user (key: localpart).
@@ -33,7 +33,7 @@ pub struct ProfileService {
 impl ProfileService {
     pub fn new(db: Db) -> Self {
         Self {
-            profiles: db.table(Cf::Profiles),
+            profiles: db.open_table(tables::PROFILES),
             db,
             update_lock: Mutex::new(()),
         }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     error::{Error, Result},
-    storage::{Batch, Cf, Db, Table, codec},
+    storage::{Batch, Db, Table, codec, tables},
     util::{now_millis, random_token},
 };
 
@@ -109,9 +109,9 @@ fn device_key(user_id: &UserId, device_id: &DeviceId) -> (String, String) {
 impl SessionService {
     pub fn new(db: Db, access_token_lifetime_secs: u64) -> Self {
         Self {
-            devices: db.table(Cf::Devices),
-            access_tokens: db.table(Cf::AccessTokens),
-            refresh_tokens: db.table(Cf::RefreshTokens),
+            devices: db.open_table(tables::DEVICES),
+            access_tokens: db.open_table(tables::ACCESS_TOKENS),
+            refresh_tokens: db.open_table(tables::REFRESH_TOKENS),
             db,
             access_token_lifetime_ms: access_token_lifetime_secs.saturating_mul(1000),
             device_lock: Mutex::new(()),

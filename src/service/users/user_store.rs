@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::{Error, Result},
     service::users::password::PasswordHasherService,
-    storage::{Cf, Db, Table},
+    storage::{Db, Table, tables},
     util::now_millis,
 };
 
@@ -46,7 +46,7 @@ pub struct UserService {
 impl UserService {
     pub fn new(db: Db, server_name: OwnedServerName, hasher: PasswordHasherService) -> Self {
         Self {
-            users: db.table(Cf::Users),
+            users: db.open_table(tables::USERS),
             db,
             server_name,
             hasher,
