@@ -52,6 +52,8 @@ pub(super) struct LeftRoom {
     pub state: Vec<Arc<CachedEvent>>,
 }
 
+/// The whole response; each stream's provider writes its fields (see the `sync` module).
+#[derive(Default)]
 pub(super) struct SyncBody {
     pub next_batch: u64,
     pub join: BTreeMap<String, JoinedRoom>,
@@ -180,6 +182,17 @@ impl Writer {
 }
 
 impl SyncBody {
+    /// Whether any stream has something for the client (`next_batch` alone is no update).
+    pub fn has_updates(&self) -> bool {
+        !(self.join.is_empty()
+            && self.invite.is_empty()
+            && self.leave.is_empty()
+            && self.knock.is_empty()
+            && self.account_data.is_empty()
+            && self.to_device.is_empty()
+            && self.presence.is_empty())
+    }
+
     /// The response document; pre-rendered events get `unsigned.age` relative to `now`.
     pub fn render(&self, now: u64) -> Result<Vec<u8>> {
         // Sized up front: a large initial sync would otherwise be copied by a dozen regrowths.
