@@ -3,7 +3,8 @@
 
 use ruma::{
     OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, RoomVersionId, UserId,
-    events::TimelineEventType, room_version_rules::RoomIdFormatVersion,
+    events::TimelineEventType,
+    room_version_rules::{RoomIdFormatVersion, RoomVersionRules},
 };
 use serde_json::{Map, Value, json};
 
@@ -67,25 +68,7 @@ impl Services {
         let derived_room_id = rules.room_id_format == RoomIdFormatVersion::V2;
         let trusted = preset == "trusted_private_chat";
 
-        // m.room.create
-        let mut create = match &request.creation_content {
-            Some(Value::Object(map)) => map.clone(),
-            Some(_) => return Err(Error::bad_json("creation_content must be an object")),
-            None => Map::new(),
-        };
-        create.insert("room_version".into(), json!(version.as_str()));
-        if !rules.authorization.use_room_create_sender {
-            create.insert("creator".into(), json!(creator));
-        }
-        if rules.authorization.additional_room_creators && trusted && !request.invite.is_empty() {
-            let mut creators: Vec<Value> = create
-                .get("additional_creators")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            creators.extend(request.invite.iter().map(|u| json!(u)));
-            create.insert("additional_creators".into(), Value::Array(creators));
-        }
+        let create = create_content(&request, &rules, &version, creator, trusted)?;
         let room_id = (!derived_room_id)
             .then(|| {
                 RoomId::parse(format!(
@@ -110,50 +93,7 @@ impl Services {
             member_content("join", &profile, false),
         ))?;
 
-        // Power levels.
-        let mut users = Map::new();
-        if !rules.authorization.explicitly_privilege_room_creators {
-            users.insert(creator.to_string(), json!(100));
-            if trusted {
-                for invitee in &request.invite {
-                    users.insert(invitee.to_string(), json!(100));
-                }
-            }
-        }
-        let mut power_levels = json!({
-            "users": users,
-            "users_default": 0,
-            "events": {
-                "m.room.name": 50,
-                "m.room.power_levels": 100,
-                "m.room.history_visibility": 100,
-                "m.room.canonical_alias": 50,
-                "m.room.avatar": 50,
-                "m.room.tombstone": 100,
-                "m.room.server_acl": 100,
-                "m.room.encryption": 100,
-            },
-            "events_default": 0,
-            "state_default": 50,
-            "ban": 50,
-            "kick": 50,
-            "redact": 50,
-            "invite": 0,
-            "notifications": { "room": 50 },
-        });
-        match &request.power_level_content_override {
-            Some(Value::Object(overrides)) => {
-                for (key, value) in overrides {
-                    power_levels[key] = value.clone();
-                }
-            }
-            Some(_) => {
-                return Err(Error::bad_json(
-                    "power_level_content_override must be an object",
-                ));
-            }
-            None => {}
-        }
+        let power_levels = initial_power_levels(&request, &rules, creator, trusted)?;
         send(NewEvent::state(
             TimelineEventType::RoomPowerLevels,
             "",
@@ -171,45 +111,9 @@ impl Services {
         }
 
         // Preset rules, unless initial_state sets the same state.
-        let initial: Vec<(String, String, Value)> = request
-            .initial_state
-            .iter()
-            .map(|event| {
-                let kind = event
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| Error::bad_json("initial_state event without type"))?;
-                let state_key = event.get("state_key").and_then(Value::as_str).unwrap_or("");
-                let content = event
-                    .get("content")
-                    .cloned()
-                    .ok_or_else(|| Error::bad_json("initial_state event without content"))?;
-                Ok((kind.to_owned(), state_key.to_owned(), content))
-            })
-            .collect::<Result<_>>()?;
+        let initial = parse_initial_state(&request.initial_state)?;
         let overridden = |kind: &str| initial.iter().any(|(k, s, _)| k == kind && s.is_empty());
-        let join_rule = if preset == "public_chat" {
-            "public"
-        } else {
-            "invite"
-        };
-        let guest_access = if preset == "public_chat" {
-            "forbidden"
-        } else {
-            "can_join"
-        };
-        let preset_events = [
-            ("m.room.join_rules", json!({ "join_rule": join_rule })),
-            (
-                "m.room.history_visibility",
-                json!({ "history_visibility": "shared" }),
-            ),
-            (
-                "m.room.guest_access",
-                json!({ "guest_access": guest_access }),
-            ),
-        ];
-        for (kind, content) in preset_events {
+        for (kind, content) in preset_events(preset) {
             if !overridden(kind) {
                 send(NewEvent::state(kind, "", content))?;
             }
@@ -259,6 +163,134 @@ impl Services {
         }
         Ok(alias)
     }
+}
+
+/// The content of the create event: the client's `creation_content` plus what the room
+/// version asks for (`room_version`, `creator` before v11, additional creators from v12).
+fn create_content(
+    request: &CreateRoomRequest,
+    rules: &RoomVersionRules,
+    version: &RoomVersionId,
+    creator: &UserId,
+    trusted: bool,
+) -> Result<Map<String, Value>> {
+    let mut create = match &request.creation_content {
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err(Error::bad_json("creation_content must be an object")),
+        None => Map::new(),
+    };
+    create.insert("room_version".into(), json!(version.as_str()));
+    if !rules.authorization.use_room_create_sender {
+        create.insert("creator".into(), json!(creator));
+    }
+    if rules.authorization.additional_room_creators && trusted && !request.invite.is_empty() {
+        let mut creators: Vec<Value> = create
+            .get("additional_creators")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        creators.extend(request.invite.iter().map(|u| json!(u)));
+        create.insert("additional_creators".into(), Value::Array(creators));
+    }
+    Ok(create)
+}
+
+/// The room's first power levels: the creator (and, in a trusted private chat, the invitees)
+/// at 100 unless the room version privileges creators anyway, then the client's overrides.
+fn initial_power_levels(
+    request: &CreateRoomRequest,
+    rules: &RoomVersionRules,
+    creator: &UserId,
+    trusted: bool,
+) -> Result<Value> {
+    let mut users = Map::new();
+    if !rules.authorization.explicitly_privilege_room_creators {
+        users.insert(creator.to_string(), json!(100));
+        if trusted {
+            for invitee in &request.invite {
+                users.insert(invitee.to_string(), json!(100));
+            }
+        }
+    }
+    let mut power_levels = json!({
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            "m.room.tombstone": 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 0,
+        "notifications": { "room": 50 },
+    });
+    match &request.power_level_content_override {
+        Some(Value::Object(overrides)) => {
+            for (key, value) in overrides {
+                power_levels[key] = value.clone();
+            }
+        }
+        Some(_) => {
+            return Err(Error::bad_json(
+                "power_level_content_override must be an object",
+            ));
+        }
+        None => {}
+    }
+    Ok(power_levels)
+}
+
+/// `initial_state` events as `(type, state key, content)`.
+fn parse_initial_state(events: &[Value]) -> Result<Vec<(String, String, Value)>> {
+    events
+        .iter()
+        .map(|event| {
+            let kind = event
+                .get("type")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::bad_json("initial_state event without type"))?;
+            let state_key = event.get("state_key").and_then(Value::as_str).unwrap_or("");
+            let content = event
+                .get("content")
+                .cloned()
+                .ok_or_else(|| Error::bad_json("initial_state event without content"))?;
+            Ok((kind.to_owned(), state_key.to_owned(), content))
+        })
+        .collect()
+}
+
+/// The state a preset sets: join rule, history visibility, guest access.
+fn preset_events(preset: &str) -> [(&'static str, Value); 3] {
+    let join_rule = if preset == "public_chat" {
+        "public"
+    } else {
+        "invite"
+    };
+    let guest_access = if preset == "public_chat" {
+        "forbidden"
+    } else {
+        "can_join"
+    };
+    [
+        ("m.room.join_rules", json!({ "join_rule": join_rule })),
+        (
+            "m.room.history_visibility",
+            json!({ "history_visibility": "shared" }),
+        ),
+        (
+            "m.room.guest_access",
+            json!({ "guest_access": guest_access }),
+        ),
+    ]
 }
 
 /// The content of a membership event carrying the user's profile.
