@@ -11,6 +11,7 @@ mod directory;
 mod discovery;
 mod ephemeral;
 mod errors;
+mod hostile;
 mod login;
 mod membership;
 mod presence;
