@@ -151,6 +151,10 @@ impl RunningServer {
     /// When this returns, the data dir can be opened again.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        // Long-polls answer and WebSocket syncs end now instead of at their timeouts.
+        if let Some(services) = self.services.upgrade() {
+            services.notifier.close();
+        }
         self.admin_task.abort();
         let _ = self.admin_task.await;
         self.presence_task.abort();

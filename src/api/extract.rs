@@ -164,6 +164,41 @@ fn parse_error(error: FromHttpRequestError) -> Error {
     }
 }
 
+/// How deeply a request's JSON may nest. Stored records wrap what clients send a few levels
+/// deeper (account data records, `unsigned.prev_content`, `redacted_because`), and serde_json
+/// refuses to read past 128 levels: a body accepted here must stay readable once stored.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`] (the body is known to be valid JSON).
+fn check_nesting(body: &[u8]) -> Result<(), Error> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in body {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(Error::bad_json(format!(
+                        "JSON nested deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Refuses bodies that would make a ruma deserializer panic instead of failing: ruma's
 /// `LoginInfo` indexes the body by `type` without checking that it is there. Such bodies get
 /// the error the spec asks for before ruma sees them.
@@ -217,6 +252,7 @@ where
         if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
             return Err(Error::not_json("Request body is not valid JSON"));
         }
+        check_nesting(&bytes)?;
         check_before_ruma::<T>(&bytes)?;
         let mut args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         // Routes registered without their trailing `{state_key}` mean the empty state key.
@@ -248,6 +284,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(check_nesting(deep(MAX_JSON_DEPTH).as_bytes()).is_ok());
+        assert!(check_nesting(deep(MAX_JSON_DEPTH + 1).as_bytes()).is_err());
+        let brackets_in_a_string =
+            format!("{{\"a\": \"{}\\\"{}\"}}", "[".repeat(200), "{".repeat(200));
+        assert!(check_nesting(brackets_in_a_string.as_bytes()).is_ok());
+    }
 
     #[test]
     fn query_token_is_percent_decoded() {

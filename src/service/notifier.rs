@@ -18,10 +18,21 @@ use std::{
 use ruma::{OwnedUserId, UserId};
 use tokio::sync::Notify;
 
-/// One wake-up channel per local user with a waiting request.
-#[derive(Default)]
+/// One wake-up channel per local user with a waiting request, and the server's closing
+/// signal: at shutdown every long-poll answers at once and every WebSocket sync ends, so
+/// nothing keeps the database open.
 pub struct Notifier {
     users: Mutex<HashMap<OwnedUserId, Arc<Notify>>>,
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Self {
+            users: Mutex::default(),
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 /// A user's wake-up channel, held by a waiting request.
@@ -72,6 +83,22 @@ impl Notifier {
                 channel.notify_waiters();
             }
         }
+    }
+
+    /// Tells every waiting request that the server is stopping.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Whether the server is stopping.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Resolves once the server is stopping.
+    pub async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        let _ = closing.wait_for(|closing| *closing).await;
     }
 
     /// Users with a waiting request.

@@ -32,12 +32,17 @@ pub async fn typing(
         .blocking(move |s| s.set_typing(&body.room_id, &session.user_id, timeout))
         .await?;
     if let Some(timeout) = timeout {
-        // Typing ends by itself: wake the room when the timeout passes.
-        let services = services.clone();
+        // Typing ends by itself: wake the room when the timeout passes. The timer holds the
+        // services weakly, so a pending typing notification never keeps a stopped server's
+        // database open.
+        let services = std::sync::Arc::downgrade(&services);
         let wait = timeout.min(crate::service::ephemeral::MAX_TYPING_TIMEOUT)
             + std::time::Duration::from_millis(50);
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
+            let Some(services) = services.upgrade() else {
+                return;
+            };
             if let Err(e) = services.blocking(move |s| s.expire_typing(&room)).await {
                 tracing::warn!(error = %e, "expiring typing notifications failed");
             }

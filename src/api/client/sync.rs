@@ -71,6 +71,7 @@ pub async fn sync(
             || since.is_none()
             || full_state
             || tokio::time::Instant::now() >= deadline
+            || services.notifier.is_closing()
         {
             return Ok((
                 [(http::header::CONTENT_TYPE, "application/json")],
@@ -81,6 +82,7 @@ pub async fn sync(
         tokio::select! {
             _ = &mut woken => {}
             _ = tokio::time::sleep_until(deadline) => {}
+            _ = services.notifier.closed() => {}
         }
     }
 }

@@ -175,6 +175,10 @@ async fn run(
             let expiry = expiry_sleep(expires_at);
             tokio::select! {
                 _ = &mut woken => break,
+                _ = services.notifier.closed() => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return Ok(());
+                }
                 _ = revocations.changed() => {}
                 _ = expiry => {}
                 _ = ping.tick() => socket.send(Message::Ping(Vec::new().into())).await?,

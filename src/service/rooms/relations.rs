@@ -272,7 +272,7 @@ impl RoomService {
         let mut threads = self.relation_index.threads_of(room_id)?;
         threads.sort_by_key(|(_, thread)| std::cmp::Reverse(thread.latest_count));
         let mut chunk = Vec::new();
-        for (position, (root, thread)) in (offset..).zip(threads.into_iter().skip(offset)) {
+        for (position, (root, thread)) in threads.into_iter().enumerate().skip(offset) {
             if chunk.len() >= limit {
                 return Ok(RelationsPage {
                     chunk,
