@@ -87,116 +87,153 @@ async fn send_error(socket: &mut WebSocket, error: Error) {
     let _ = socket.send(Message::Close(None)).await;
 }
 
+/// Why a connection ends.
+enum End {
+    /// The client closed it, or the server is stopping.
+    Quietly,
+    /// With an error frame (the token stopped being valid, a sync failed…).
+    With(Error),
+}
+
 async fn run(
     mut socket: WebSocket,
     services: AppState,
     authenticated: Option<(String, Session)>,
-    mut since: Option<u64>,
+    since: Option<u64>,
     filter_param: Option<String>,
     presence: String,
 ) -> Result<(), axum::Error> {
     let (token, session) = match authenticated {
         Some(authenticated) => authenticated,
-        None => match first_frame_token(&mut socket).await {
-            Some(token) => {
-                let checked = token.clone();
-                match services
-                    .blocking(move |s| s.sessions.authenticate(&checked, None))
-                    .await
-                {
-                    Ok(session) => (token, session),
-                    Err(e) => {
-                        send_error(&mut socket, e).await;
-                        return Ok(());
-                    }
-                }
-            }
-            None => {
-                send_error(&mut socket, Error::missing_token()).await;
-                return Ok(());
-            }
-        },
-    };
-    // Subscribed before the first check, so a revocation right after it still wakes us.
-    let mut revocations = services.sessions.revocations();
-    let mut expires_at = match token_still_valid(&services, &token).await {
-        Ok(expires_at) => expires_at,
-        Err(e) => {
-            send_error(&mut socket, e).await;
-            return Ok(());
-        }
-    };
-    let filter_for = session.clone();
-    let filter = match services
-        .blocking(move |s| resolve_filter(s, &filter_for, filter_param.as_deref()))
-        .await
-    {
-        Ok(filter) => filter,
-        Err(e) => {
-            send_error(&mut socket, e).await;
-            return Ok(());
-        }
-    };
-    let channel = services.notifier.channel(&session.user_id);
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.tick().await;
-    let mut first = true;
-    loop {
-        let woken = channel.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        if presence != "offline" {
-            let (user, state) = (session.user_id.clone(), presence.clone());
-            let _ = services
-                .blocking(move |s| s.set_presence(&user, &state, None))
-                .await;
-        }
-        let (built_for, built_filter) = (session.clone(), filter.clone());
-        let response = match services
-            .blocking(move |s| s.build_sync(&built_for, since, false, &built_filter))
-            .await
-        {
-            Ok(response) => response,
+        None => match authenticate_first_frame(&mut socket, &services).await {
+            Ok(authenticated) => authenticated,
             Err(e) => {
                 send_error(&mut socket, e).await;
                 return Ok(());
             }
+        },
+    };
+    let connection = Connection {
+        services: &services,
+        session: &session,
+        token: &token,
+        presence: &presence,
+    };
+    match connection.serve(&mut socket, since, filter_param).await? {
+        End::Quietly => {
+            let _ = socket.send(Message::Close(None)).await;
+        }
+        End::With(e) => send_error(&mut socket, e).await,
+    }
+    Ok(())
+}
+
+/// The session of a client that sends its token as the first frame.
+async fn authenticate_first_frame(
+    socket: &mut WebSocket,
+    services: &AppState,
+) -> Result<(String, Session), Error> {
+    let token = first_frame_token(socket)
+        .await
+        .ok_or_else(Error::missing_token)?;
+    let checked = token.clone();
+    let session = services
+        .blocking(move |s| s.sessions.authenticate(&checked, None))
+        .await?;
+    Ok((token, session))
+}
+
+/// One authenticated connection.
+struct Connection<'a> {
+    services: &'a AppState,
+    session: &'a Session,
+    token: &'a str,
+    presence: &'a str,
+}
+
+impl Connection<'_> {
+    /// Sends a frame per update until the connection ends; says why it ended.
+    async fn serve(
+        &self,
+        socket: &mut WebSocket,
+        mut since: Option<u64>,
+        filter_param: Option<String>,
+    ) -> Result<End, axum::Error> {
+        // Subscribed before the first check, so a revocation right after it still wakes us.
+        let mut revocations = self.services.sessions.revocations();
+        let mut expires_at = match token_still_valid(self.services, self.token).await {
+            Ok(expires_at) => expires_at,
+            Err(e) => return Ok(End::With(e)),
         };
-        if first || response.has_updates {
-            since = Some(response.next_batch);
-            // The body is serde_json output and string pieces: always UTF-8, so this takes the
-            // buffer as it is (the lossy branch copies, and never runs).
-            let text = String::from_utf8(response.body)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            socket.send(Message::Text(text.into())).await?;
-            first = false;
-        }
+        let filter_for = self.session.clone();
+        let filter = match self
+            .services
+            .blocking(move |s| resolve_filter(s, &filter_for, filter_param.as_deref()))
+            .await
+        {
+            Ok(filter) => filter,
+            Err(e) => return Ok(End::With(e)),
+        };
+        let channel = self.services.notifier.channel(&self.session.user_id);
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        let mut first = true;
         loop {
-            let expiry = expiry_sleep(expires_at);
-            tokio::select! {
-                _ = &mut woken => break,
-                _ = services.notifier.closed() => {
-                    let _ = socket.send(Message::Close(None)).await;
-                    return Ok(());
-                }
-                _ = revocations.changed() => {}
-                _ = expiry => {}
-                _ = ping.tick() => socket.send(Message::Ping(Vec::new().into())).await?,
-                incoming = socket.recv() => match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
-                    Some(Ok(_)) => continue,
-                },
+            let woken = channel.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let response = match self.build(since, &filter).await {
+                Ok(response) => response,
+                Err(e) => return Ok(End::With(e)),
+            };
+            if first || response.has_updates {
+                since = Some(response.next_batch);
+                // The body is serde_json output and string pieces: always UTF-8, so this takes
+                // the buffer as it is (the lossy branch copies, and never runs).
+                let text = String::from_utf8(response.body)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                socket.send(Message::Text(text.into())).await?;
+                first = false;
             }
-            // A revocation, the expiry time or a ping: the token is checked again (pings
-            // catch anything else that ended the session).
-            match token_still_valid(&services, &token).await {
-                Ok(expiry) => expires_at = expiry,
-                Err(e) => {
-                    send_error(&mut socket, e).await;
-                    return Ok(());
+            loop {
+                tokio::select! {
+                    _ = &mut woken => break,
+                    _ = self.services.notifier.closed() => return Ok(End::Quietly),
+                    _ = revocations.changed() => {}
+                    _ = expiry_sleep(expires_at) => {}
+                    _ = ping.tick() => socket.send(Message::Ping(Vec::new().into())).await?,
+                    incoming = socket.recv() => match incoming {
+                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(End::Quietly),
+                        Some(Ok(_)) => continue,
+                    },
+                }
+                // A revocation, the expiry time or a ping: the token is checked again (pings
+                // catch anything else that ended the session).
+                match token_still_valid(self.services, self.token).await {
+                    Ok(expiry) => expires_at = expiry,
+                    Err(e) => return Ok(End::With(e)),
                 }
             }
         }
+    }
+
+    /// Marks the user present (unless asked not to) and builds the next sync payload.
+    async fn build(
+        &self,
+        since: Option<u64>,
+        filter: &SyncFilter,
+    ) -> Result<crate::service::sync::SyncResponse, Error> {
+        if self.presence != "offline" {
+            let (user, state) = (self.session.user_id.clone(), self.presence.to_owned());
+            let _ = self
+                .services
+                .blocking(move |s| s.set_presence(&user, &state, None))
+                .await;
+        }
+        let (session, filter) = (self.session.clone(), filter.clone());
+        self.services
+            .blocking(move |s| s.build_sync(&session, since, false, &filter))
+            .await
     }
 }
 
