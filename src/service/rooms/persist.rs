@@ -80,22 +80,33 @@ impl RoomService {
         self.rooms.put(&mut batch, &short_room, &room);
         self.db.write(batch)?;
         drop(short_key_guard);
-        if let Some((_, parent)) = super::relations::relation_of(&stored) {
+        self.after_write(&stored, room, (short_room, count, short_event), redacted);
+        drop(stream);
+        self.wake_room(&stored)?;
+        Ok(stored)
+    }
+
+    /// What follows a stored event in memory, once its batch has landed (never before: see
+    /// the event cache's module documentation): caches it invalidates or extends.
+    fn after_write(
+        &self,
+        stored: &Pdu,
+        room: super::RoomRecord,
+        (short_room, count, short_event): (u64, u64, u64),
+        redacted: Option<u64>,
+    ) {
+        if let Some((_, parent)) = super::relations::relation_of(stored) {
             self.relation_index.invalidate(&parent);
         }
-        if let Some(short_event) = redacted {
-            // Only after the write: see the event cache's module documentation.
-            self.event_cache.invalidate(&short_event);
+        if let Some(redacted) = redacted {
+            self.event_cache.invalidate(&redacted);
             self.snapshot_events.invalidate_all();
             self.redactions
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        self.records
-            .update(&short_room, |_| std::sync::Arc::new(room.clone()));
+        let room = std::sync::Arc::new(room);
+        self.records.update(&short_room, |_| room.clone());
         self.note_appended(short_room, count, short_event);
-        drop(stream);
-        self.wake_room(&stored)?;
-        Ok(stored)
     }
 }
 
