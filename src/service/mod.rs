@@ -3,6 +3,7 @@
 pub mod account_data;
 pub mod accounts;
 pub mod cache;
+pub mod egress;
 pub mod ephemeral;
 pub mod keys;
 pub mod notifier;
@@ -49,6 +50,7 @@ pub struct Services {
     pub ephemeral: ephemeral::EphemeralService,
     pub to_device: to_device::ToDeviceService,
     pub presence: presence::PresenceService,
+    pub egress: egress::Egress,
 }
 
 impl Services {
@@ -57,6 +59,7 @@ impl Services {
         let keys = Arc::new(keys::ServerKeys::load_or_create(&db, config.server_name())?);
         let notifier = Arc::new(notifier::Notifier::default());
         Ok(Self {
+            egress: egress::Egress::new(&config.federation)?,
             rooms: rooms::RoomService::new(
                 db.clone(),
                 keys.clone(),

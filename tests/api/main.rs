@@ -9,6 +9,7 @@ mod directory;
 mod discovery;
 mod ephemeral;
 mod errors;
+mod federation;
 mod login;
 mod membership;
 mod presence;
