@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Complement results: go test -json → one line per test, merging, ratchet and comparisons.
 
-  results.py summarize RUN.json OUT.jsonl [--label L]   final outcome of each test and subtest
+  results.py summarize OUT.jsonl RUN.json… [--label L]  final outcome of each test and subtest
+                                                        (later runs of a test override earlier)
+  results.py crashed RUN.json                           if the test binary died mid-run: the
+                                                        top-level tests to blame, one a line
+  results.py finished RUN.json…                         top-level tests with an outcome
   results.py merge OUT.jsonl IN.jsonl…                  union, sorted by test name
   results.py regressions RECORDED.jsonl NEW.jsonl LIST… tests RECORDED passes that NEW does not
                                                         (a test missing from NEW counts as failed
                                                         when its top-level test is in a LIST file)
+  results.py overlay OUT.jsonl BASE.jsonl TOP.jsonl     BASE with TOP's outcomes replacing its own
+  results.py new-passes RECORDED.jsonl NEW.jsonl        tests NEW passes that RECORDED does not
   results.py compare OURS.jsonl OTHER.jsonl             side by side with another server's results
 """
 import json
@@ -41,27 +47,64 @@ def fmt(c):
     return f"{c['pass']} pass, {c['fail']} fail, {c['skip']} skip"
 
 
-def summarize(run_json, out, label):
-    results, started = {}, set()
-    package_failed = False
+def events(run_json):
     with open(run_json) as f:
         for line in f:
             try:
-                event = json.loads(line)
+                yield json.loads(line)
             except ValueError:
                 continue
-            test, action = event.get("Test"), event.get("Action")
-            if not test:
-                if action == "fail":
-                    package_failed = True
-                continue
-            if action == "run":
-                started.add(test)
-            elif action in ("pass", "fail", "skip"):
-                results[test] = action
-    # A test that started and never finished (panic, timeout) failed.
-    for test in started - results.keys():
-        results[test] = "fail"
+
+
+def outcomes(run_json):
+    """(final outcome per test, tests that started, whether the package failed)."""
+    results, started, package_failed = {}, set(), False
+    for event in events(run_json):
+        test, action = event.get("Test"), event.get("Action")
+        if not test:
+            if action == "fail":
+                package_failed = True
+            continue
+        if action == "run":
+            started.add(test)
+        elif action in ("pass", "fail", "skip"):
+            results[test] = action
+    return results, started, package_failed
+
+
+def crashed(run_json):
+    results, started, _ = outcomes(run_json)
+    unfinished = {t.split("/", 1)[0] for t in started - results.keys()}
+    if not unfinished:
+        return
+    culprits = set()
+    for event in events(run_json):
+        test, output = event.get("Test"), event.get("Output") or ""
+        if test and output.startswith("panic:"):
+            culprits.add(test.split("/", 1)[0])
+    for test in sorted(culprits or unfinished):
+        print(test)
+
+
+def finished(run_jsons):
+    done = set()
+    for run_json in run_jsons:
+        results, _, _ = outcomes(run_json)
+        done.update(t for t in results if "/" not in t)
+    for test in sorted(done):
+        print(test)
+
+
+def summarize(out, run_jsons, label):
+    results, package_failed = {}, False
+    for run_json in run_jsons:
+        found, started, failed = outcomes(run_json)
+        # A test that started and never finished (panic, timeout) failed, unless a later run
+        # (after the binary died) finishes it.
+        for test in started - found.keys():
+            found[test] = "fail"
+        results.update(found)
+        package_failed = package_failed or failed
     write(out, results)
     top, sub = counts(results)
     note = "" if results or not package_failed else " (package failed before any test ran)"
@@ -97,6 +140,19 @@ def regressions(recorded_path, new_path, lists):
             print(f"{test}\t{outcome or 'missing'}")
 
 
+def overlay(out, base_path, top_path):
+    merged = load(base_path)
+    merged.update(load(top_path))
+    write(out, merged)
+
+
+def new_passes(recorded_path, new_path):
+    recorded, new = load(recorded_path), load(new_path)
+    for test in sorted(new):
+        if new[test] == "pass" and recorded.get(test) != "pass":
+            print(test)
+
+
 def compare(ours_path, other_path):
     ours, other = load(ours_path), load(other_path)
     both = [t for t in ours if ours[t] == "pass" and other.get(t) == "pass"]
@@ -119,12 +175,24 @@ def main(argv):
         sys.exit(__doc__)
     cmd, args = argv[1], argv[2:]
     if cmd == "summarize":
-        label = args[args.index("--label") + 1] if "--label" in args else args[0]
-        summarize(args[0], args[1], label)
+        label = args[0]
+        if "--label" in args:
+            i = args.index("--label")
+            label = args[i + 1]
+            args = args[:i] + args[i + 2:]
+        summarize(args[0], args[1:], label)
+    elif cmd == "crashed":
+        crashed(args[0])
+    elif cmd == "finished":
+        finished(args)
     elif cmd == "merge":
         merge(args[0], args[1:])
     elif cmd == "regressions":
         regressions(args[0], args[1], args[2:])
+    elif cmd == "overlay":
+        overlay(args[0], args[1], args[2])
+    elif cmd == "new-passes":
+        new_passes(args[0], args[1])
     elif cmd == "compare":
         compare(args[0], args[1])
     else:
