@@ -57,8 +57,12 @@ def events(run_json):
 
 
 def outcomes(run_json):
-    """(final outcome per test, tests that started, whether the package failed)."""
-    results, started, package_failed = {}, set(), False
+    """(final outcome per test, tests that started, whether the package failed).
+
+    Only outcomes the test binary reported itself (its `--- PASS/FAIL/SKIP: name` line)
+    count: when the binary dies, go test marks the tests still running as failed too, and
+    those did not finish."""
+    results, started, reported, package_failed = {}, set(), set(), False
     for event in events(run_json):
         test, action = event.get("Test"), event.get("Action")
         if not test:
@@ -67,7 +71,12 @@ def outcomes(run_json):
             continue
         if action == "run":
             started.add(test)
-        elif action in ("pass", "fail", "skip"):
+        elif action == "output":
+            line = (event.get("Output") or "").strip()
+            for prefix in ("--- PASS: ", "--- FAIL: ", "--- SKIP: "):
+                if line.startswith(prefix + test + " ") or line == prefix + test:
+                    reported.add(test)
+        elif action in ("pass", "fail", "skip") and test in reported:
             results[test] = action
     return results, started, package_failed
 

@@ -86,6 +86,9 @@ main() {
   export HEARTH_COMPLEMENT_DIR="$work/run"
   rm -rf "$work/results"
   mkdir -p "$HEARTH_COMPLEMENT_DIR/pids" "$work/results"
+  # Deployments live under a short path: hearth's admin socket path must fit in sun_path.
+  HEARTH_COMPLEMENT_DATA="$(mktemp -d "${TMPDIR:-/tmp}/hearth-complement.XXXXXX")"
+  export HEARTH_COMPLEMENT_DATA
 
   # Stops servers a crashed test binary left behind, by the pids the deployer recorded.
   sweep() {
@@ -102,7 +105,15 @@ main() {
       rm -f "$file"
     done
   }
-  trap sweep EXIT
+  finish() {
+    sweep
+    if [ -n "${HEARTH_COMPLEMENT_KEEP:-}" ]; then
+      echo "run.sh: servers' data dirs and logs kept in $HEARTH_COMPLEMENT_DATA" >&2
+    else
+      rm -rf "$HEARTH_COMPLEMENT_DATA"
+    fi
+  }
+  trap finish EXIT
 
   echo "run.sh: compiling the test packages" >&2
   go vet "${packages[@]}" >/dev/null

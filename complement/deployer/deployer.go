@@ -8,9 +8,11 @@
 // Complement's own federation servers (on COMPLEMENT_HOSTNAME_RUNNING_COMPLEMENT, 127.0.0.1)
 // are reachable too.
 //
-// Environment: HEARTH_BIN (the hearth binary, required), HEARTH_COMPLEMENT_DIR (scratch
-// directory for data dirs, logs and pid files), HEARTH_COMPLEMENT_LOG_LEVEL (hearth's
-// log_level, default "info"), HEARTH_COMPLEMENT_KEEP=1 (keep data dirs after each test).
+// Environment: HEARTH_BIN (the hearth binary, required), HEARTH_COMPLEMENT_DIR (where pid
+// files go), HEARTH_COMPLEMENT_DATA (where each deployment's directory goes, default the
+// system temp dir; kept short, because hearth's admin socket path must fit in sun_path),
+// HEARTH_COMPLEMENT_LOG_LEVEL (hearth's log_level, default "info"),
+// HEARTH_COMPLEMENT_KEEP=1 (keep data dirs and logs after each test).
 package deployer
 
 import (
@@ -20,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -82,10 +83,15 @@ func Deploy(t ct.TestLike, numServers int, cfg *config.Complement) complement.De
 		ct.Fatalf(t, "deployer: %v", err)
 	}
 	b1, b2 := nextBlock()
-	dir, err := os.MkdirTemp(root, fmt.Sprintf("%s-", safeName(t.Name())))
+	dataRoot := os.Getenv("HEARTH_COMPLEMENT_DATA")
+	if dataRoot == "" {
+		dataRoot = os.TempDir()
+	}
+	dir, err := os.MkdirTemp(dataRoot, fmt.Sprintf("%d.%d-", b1, b2))
 	if err != nil {
 		ct.Fatalf(t, "deployer: %v", err)
 	}
+	_ = os.WriteFile(filepath.Join(dir, "test"), []byte(t.Name()+"\n"), 0o600)
 	d := &Deployment{cfg: cfg, dir: dir, servers: map[string]*server{}}
 	caPath := filepath.Join(dir, "ca.crt")
 	if err := writeCA(cfg, caPath); err != nil {
@@ -142,16 +148,6 @@ func Deploy(t ct.TestLike, numServers int, cfg *config.Complement) complement.De
 	live.Unlock()
 	t.Logf("deployer: %d hearth server(s) on 127.%d.%d.0/24 in %v (%s)", numServers, b1, b2, time.Since(started).Round(time.Millisecond), dir)
 	return d
-}
-
-var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
-
-func safeName(name string) string {
-	name = unsafeChars.ReplaceAllString(name, "_")
-	if len(name) > 60 {
-		name = name[:60]
-	}
-	return name
 }
 
 func (d *Deployment) server(t ct.TestLike, hsName string) *server {
