@@ -4,7 +4,11 @@
 //! A top-level key `foo` is overridden by `HEARTH_FOO`; a key `bar` in section `[sec]` by
 //! `HEARTH_SEC__BAR` (two underscores separate the section).
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
 
 use ruma::{OwnedServerName, ServerName};
 use serde::{Deserialize, Serialize};
@@ -42,6 +46,92 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub well_known: WellKnownConfig,
     pub presence: PresenceConfig,
+    pub federation: FederationConfig,
+}
+
+/// The server-server (federation) side: its listener and the policy for outgoing requests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Serve the federation listener.
+    pub enabled: bool,
+    /// Address the federation listener binds.
+    pub address: IpAddr,
+    /// Port of the federation listener (8448 is the spec's default; 0 picks a free port).
+    pub port: u16,
+    /// PEM certificate chain for the federation listener. With `tls_private_key`, the listener
+    /// speaks HTTPS; without both, plain HTTP (for a TLS-terminating reverse proxy in front).
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) matching `tls_certificate`.
+    pub tls_private_key: Option<PathBuf>,
+    /// PEM files of certificate authorities trusted for outgoing federation requests, in
+    /// addition to the built-in web roots.
+    pub trusted_ca_files: Vec<PathBuf>,
+    /// Allow outgoing requests to loopback, private, link-local and other non-public
+    /// addresses. Off in production; test deployments on loopback need it.
+    pub allow_private_addresses: bool,
+    /// Static server-name resolution that takes precedence over `.well-known` and DNS:
+    /// `"hs1" = "127.0.0.2:8448"`.
+    pub resolve: BTreeMap<String, String>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            address: IpAddr::from([127, 0, 0, 1]),
+            port: 8448,
+            tls_certificate: None,
+            tls_private_key: None,
+            trusted_ca_files: Vec::new(),
+            allow_private_addresses: false,
+            resolve: BTreeMap::new(),
+        }
+    }
+}
+
+impl FederationConfig {
+    /// The static resolution table, parsed (validated in [`Config::validate`]).
+    pub fn resolve_table(&self) -> Result<BTreeMap<OwnedServerName, SocketAddr>, ConfigError> {
+        self.resolve
+            .iter()
+            .map(|(name, addr)| {
+                let server = ServerName::parse(name).map_err(|e| {
+                    ConfigError(format!(
+                        "federation.resolve: {name:?} is not a valid server name: {e}"
+                    ))
+                })?;
+                let addr = addr.parse::<SocketAddr>().map_err(|e| {
+                    ConfigError(format!(
+                        "federation.resolve: {name:?} = {addr:?} is not an IP:port address: {e}"
+                    ))
+                })?;
+                Ok((server, addr))
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
+            return Err(ConfigError(
+                "federation: tls_certificate and tls_private_key must be set together".into(),
+            ));
+        }
+        for file in self
+            .tls_certificate
+            .iter()
+            .chain(&self.tls_private_key)
+            .chain(&self.trusted_ca_files)
+        {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "federation: {} is not a readable file",
+                    file.display()
+                )));
+            }
+        }
+        self.resolve_table().map(|_| ())
+    }
 }
 
 /// Presence settings.
@@ -145,6 +235,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             well_known: WellKnownConfig::default(),
             presence: PresenceConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -274,7 +365,7 @@ impl Config {
                 c.role
             )));
         }
-        Ok(())
+        self.federation.validate()
     }
 
     /// The parsed server name (validated in [`Config::validate`]).
@@ -295,6 +386,18 @@ impl Config {
         if self.allow_registration && self.registration_token.is_none() {
             warnings.push(
                 "open registration: anyone who reaches this server can create an account"
+                    .to_owned(),
+            );
+        }
+        if self.federation.allow_private_addresses {
+            warnings.push(
+                "federation.allow_private_addresses = true: outgoing requests may reach loopback and private networks"
+                    .to_owned(),
+            );
+        }
+        if self.federation.enabled && self.federation.tls_certificate.is_none() {
+            warnings.push(
+                "federation listener without TLS: put a TLS-terminating proxy in front of it"
                     .to_owned(),
             );
         }
@@ -377,6 +480,7 @@ fn is_known_optional(sections: &[String], leaf: &str) -> bool {
     let optional: &[&str] = match sections {
         [] => &["registration_token", "registration_shared_secret"],
         [s] if s == "well_known" => &["client", "server", "support_page"],
+        [s] if s == "federation" => &["tls_certificate", "tls_private_key"],
         _ => &[],
     };
     optional.contains(&leaf)
@@ -442,6 +546,9 @@ mod tests {
             "client =",
             "server =",
             "support_page",
+            "tls_certificate",
+            "tls_private_key",
+            "[federation.resolve]",
         ] {
             assert!(text.contains(key), "example.toml does not mention {key}");
         }
@@ -457,5 +564,42 @@ mod tests {
         std::fs::write(&file, "prot = 1\n").unwrap();
         let err = Config::load_with_env(Some(&file), env(&[])).unwrap_err();
         assert!(err.0.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn federation_settings_are_checked() {
+        let config = Config::load_with_env(
+            None,
+            env(&[
+                ("HEARTH_FEDERATION__ENABLED", "true"),
+                ("HEARTH_FEDERATION__PORT", "0"),
+                ("HEARTH_FEDERATION__ALLOW_PRIVATE_ADDRESSES", "on"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.federation.enabled && config.federation.allow_private_addresses);
+        assert_eq!(config.federation.port, 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, "").unwrap();
+        let only_cert = env(&[("HEARTH_FEDERATION__TLS_CERTIFICATE", cert.to_str().unwrap())]);
+        let err = Config::load_with_env(None, only_cert).unwrap_err();
+        assert!(err.0.contains("together"), "{err}");
+
+        let file = dir.path().join("hearth.toml");
+        std::fs::write(&file, "[federation.resolve]\nhs1 = \"127.0.0.2:8448\"\n").unwrap();
+        let config = Config::load_with_env(Some(&file), env(&[])).unwrap();
+        let table = config.federation.resolve_table().unwrap();
+        assert_eq!(table.len(), 1);
+        std::fs::write(&file, "[federation.resolve]\nhs1 = \"somewhere\"\n").unwrap();
+        let err = Config::load_with_env(Some(&file), env(&[])).unwrap_err();
+        assert!(err.0.contains("IP:port"), "{err}");
+        std::fs::write(
+            &file,
+            "[federation]\ntrusted_ca_files = [\"/nonexistent/ca.pem\"]\n",
+        )
+        .unwrap();
+        assert!(Config::load_with_env(Some(&file), env(&[])).is_err());
     }
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod listener;
 pub mod service;
 pub mod storage;
 pub mod util;
@@ -41,6 +42,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Services(error::Error),
+    #[error(transparent)]
+    Tls(#[from] listener::TlsError),
 }
 
 /// Namespace for [`Server::start`].
@@ -50,9 +53,11 @@ pub struct Server;
 /// the runtime ends.
 pub struct RunningServer {
     client_addr: SocketAddr,
+    federation_addr: Option<SocketAddr>,
     services: Weak<Services>,
     stop: watch::Sender<bool>,
     http_task: JoinHandle<()>,
+    federation_task: Option<JoinHandle<()>>,
     admin_task: JoinHandle<()>,
     presence_task: JoinHandle<()>,
     db: Db,
@@ -79,6 +84,20 @@ impl Server {
         let client_addr = listener
             .local_addr()
             .map_err(|source| StartError::Listen { addr, source })?;
+
+        let federation = if config.federation.enabled {
+            let tls = listener::tls_acceptor(&config.federation)?;
+            let addr = SocketAddr::new(config.federation.address, config.federation.port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr, source })?;
+            Some((listener, tls, local))
+        } else {
+            None
+        };
 
         let admin_task =
             admin::serve(services.clone()).map_err(|source| StartError::AdminSocket {
@@ -125,9 +144,24 @@ impl Server {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
+        let (federation_addr, federation_task) = match federation {
+            Some((listener, tls, local)) => {
+                tracing::info!(federation_addr = %local, tls = tls.is_some(), "federation listener is up");
+                let task = tokio::spawn(listener::serve(
+                    listener,
+                    tls,
+                    api::federation_router(),
+                    stop.subscribe(),
+                ));
+                (Some(local), Some(task))
+            }
+            None => (None, None),
+        };
         tracing::info!(%client_addr, server_name = %config.server_name, "hearth is listening");
         Ok(RunningServer {
             client_addr,
+            federation_addr,
+            federation_task,
             services: Arc::downgrade(&services),
             stop,
             http_task,
@@ -147,6 +181,11 @@ impl RunningServer {
         self.client_addr
     }
 
+    /// Where the federation listener listens, when `federation.enabled`.
+    pub fn federation_addr(&self) -> Option<SocketAddr> {
+        self.federation_addr
+    }
+
     /// Stops accepting requests, lets in-flight ones finish, flushes and closes the database.
     /// When this returns, the data dir can be opened again.
     pub async fn shutdown(self) {
@@ -164,6 +203,11 @@ impl RunningServer {
             .is_err()
         {
             tracing::warn!("requests still running after the grace period; closing anyway");
+        }
+        if let Some(task) = self.federation_task
+            && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
+        {
+            tracing::warn!("federation listener still running after the grace period");
         }
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "flushing the database at shutdown failed");

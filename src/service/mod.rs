@@ -2,6 +2,7 @@
 
 pub mod account_data;
 pub mod cache;
+pub mod egress;
 pub mod ephemeral;
 pub mod keyed_locks;
 pub mod notifier;
@@ -44,6 +45,7 @@ pub struct Services {
     pub ephemeral: ephemeral::EphemeralService,
     pub to_device: to_device::ToDeviceService,
     pub presence: presence::PresenceService,
+    pub egress: egress::Egress,
 }
 
 impl Services {
@@ -55,6 +57,7 @@ impl Services {
         )?);
         let notifier = Arc::new(notifier::Notifier::default());
         Ok(Self {
+            egress: egress::Egress::new(&config.federation)?,
             rooms: rooms::RoomService::new(
                 db.clone(),
                 keys.clone(),

@@ -73,6 +73,13 @@ impl TestServer {
         self.server = Some(server);
     }
 
+    /// Where the federation listener listens, when enabled.
+    pub fn federation_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server
+            .as_ref()
+            .and_then(RunningServer::federation_addr)
+    }
+
     pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await;

@@ -11,6 +11,7 @@ mod directory;
 mod discovery;
 mod ephemeral;
 mod errors;
+mod federation;
 mod hostile;
 mod login;
 mod membership;
