@@ -52,12 +52,29 @@ impl Services {
                 "You do not have the power to upgrade this room",
             ));
         }
-        let state = |kind: &str| -> Result<Option<Value>> {
-            Ok(self
-                .rooms
-                .current_state_event(old_room, &StateEventType::from(kind), "")?
-                .map(|e| e.content_value()))
-        };
+        let request = self.successor_request(user, old_room, new_version)?;
+        let new_room = self.create_room(user, request)?;
+        self.retire_room(user, old_room, &new_room)?;
+        self.move_aliases(user, old_room, &new_room)?;
+        Ok(new_room)
+    }
+
+    /// The current state content of `kind` (empty state key) in a room.
+    fn state_content(&self, room_id: &RoomId, kind: &str) -> Result<Option<Value>> {
+        Ok(self
+            .rooms
+            .current_state_event(room_id, &StateEventType::from(kind), "")?
+            .map(|e| e.content_value()))
+    }
+
+    /// The new room: the old one as predecessor, its copied state and power levels.
+    fn successor_request(
+        &self,
+        user: &UserId,
+        old_room: &RoomId,
+        new_version: RoomVersionId,
+    ) -> Result<CreateRoomRequest> {
+        let state = |kind: &str| self.state_content(old_room, kind);
         let old_create = state("m.room.create")?.unwrap_or_default();
         let mut creation = json!({ "predecessor": { "room_id": old_room } });
         for key in ["type", "m.federate"] {
@@ -81,18 +98,17 @@ impl Services {
         {
             users.remove(user.as_str());
         }
-        let new_room = self.create_room(
-            user,
-            CreateRoomRequest {
-                creation_content: Some(creation),
-                initial_state,
-                power_level_content_override: power_levels.clone(),
-                room_version: Some(new_version),
-                ..CreateRoomRequest::default()
-            },
-        )?;
+        Ok(CreateRoomRequest {
+            creation_content: Some(creation),
+            initial_state,
+            power_level_content_override: power_levels,
+            room_version: Some(new_version),
+            ..CreateRoomRequest::default()
+        })
+    }
 
-        // Tombstone the old room and stop ordinary members from speaking there.
+    /// Tombstones the old room and stops ordinary members from speaking there.
+    fn retire_room(&self, user: &UserId, old_room: &RoomId, new_room: &RoomId) -> Result<()> {
         self.rooms.append(
             old_room,
             user,
@@ -102,7 +118,7 @@ impl Services {
                 json!({ "body": "This room has been replaced", "replacement_room": new_room }),
             ),
         )?;
-        if let Some(mut levels) = state("m.room.power_levels")? {
+        if let Some(mut levels) = self.state_content(old_room, "m.room.power_levels")? {
             let users_default = levels["users_default"].as_i64().unwrap_or(0);
             let restricted = json!(50.max(users_default + 1));
             levels["events_default"] = restricted.clone();
@@ -113,13 +129,16 @@ impl Services {
                 NewEvent::state("m.room.power_levels", "", levels),
             )?;
         }
+        Ok(())
+    }
 
-        // Move local aliases and the canonical alias.
+    /// Moves local aliases, the canonical alias and the directory listing to the new room.
+    fn move_aliases(&self, user: &UserId, old_room: &RoomId, new_room: &RoomId) -> Result<()> {
         let aliases = self.aliases.aliases_of(old_room)?;
         for alias in &aliases {
-            self.aliases.repoint(alias, &new_room)?;
+            self.aliases.repoint(alias, new_room)?;
         }
-        if let Some(canonical) = state("m.room.canonical_alias")?
+        if let Some(canonical) = self.state_content(old_room, "m.room.canonical_alias")?
             && canonical.get("alias").is_some()
         {
             self.rooms.append(
@@ -128,15 +147,15 @@ impl Services {
                 NewEvent::state("m.room.canonical_alias", "", json!({})),
             )?;
             self.rooms.append(
-                &new_room,
+                new_room,
                 user,
                 NewEvent::state("m.room.canonical_alias", "", canonical),
             )?;
         }
         if self.aliases.is_public(old_room)? {
             self.aliases.set_public(old_room, false)?;
-            self.aliases.set_public(&new_room, true)?;
+            self.aliases.set_public(new_room, true)?;
         }
-        Ok(new_room)
+        Ok(())
     }
 }
