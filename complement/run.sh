@@ -116,7 +116,14 @@ main() {
   trap finish EXIT
 
   echo "run.sh: compiling the test packages" >&2
-  go vet "${packages[@]}" >/dev/null
+  go vet "${packages[@]}" hearth.local/complement/deployer >/dev/null
+  # The deployer's own test (register, restart, stop/start, pause, TLS federation): a broken
+  # harness must not pass for a broken server.
+  if ! go test -count=1 hearth.local/complement/deployer > "$work/deployer-test.log" 2>&1; then
+    cat "$work/deployer-test.log" >&2
+    echo "run.sh: the deployer's own test failed" >&2
+    exit 1
+  fi
 
   files=()
   for pkg in "${packages[@]}"; do

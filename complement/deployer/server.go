@@ -191,7 +191,38 @@ func (s *server) signal(sig syscall.Signal) error {
 		return err
 	}
 	s.paused = sig == syscall.SIGSTOP
-	return nil
+	// Signals arrive asynchronously: wait until every thread has stopped (or resumed), as
+	// `docker pause` waits for the freezer.
+	return waitStopped(s.cmd.Process.Pid, s.paused, 5*time.Second)
+}
+
+// waitStopped polls /proc until every thread of pid is stopped (state T), or none is.
+func waitStopped(pid int, stopped bool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		all, none := len(tasks) > 0, true
+		for _, task := range tasks {
+			stat, err := os.ReadFile(task)
+			if err != nil {
+				continue
+			}
+			// The state follows the command name, which is in parentheses.
+			rest := string(stat)
+			if i := strings.LastIndexByte(rest, ')'); i >= 0 && i+2 < len(rest) {
+				isStopped := rest[i+2] == 'T' || rest[i+2] == 't'
+				all = all && isStopped
+				none = none && !isStopped
+			}
+		}
+		if (stopped && all) || (!stopped && none) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d did not %s within %v", pid, map[bool]string{true: "stop", false: "resume"}[stopped], timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (s *server) pid() int {
