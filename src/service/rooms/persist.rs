@@ -48,7 +48,7 @@ impl RoomService {
             self.members
                 .index_state_event(&mut batch, &mut room, &stored, &state_key, count)?;
         }
-        let redacted = self.apply_redaction(&mut batch, &stored, rules)?;
+        let redacted = self.apply_redaction(&mut batch, short_room, &stored, rules)?;
 
         self.relation_index.index(&mut batch, &stored, count)?;
         self.search.index(&mut batch, &stored, count);

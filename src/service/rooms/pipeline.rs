@@ -71,9 +71,6 @@ impl RoomService {
 /// Federated events are not held to them: another server's events are judged by the
 /// authorization rules alone.
 pub(super) fn check_local_content(kind: &TimelineEventType, content: &Value) -> Result<()> {
-    if !content.is_object() {
-        return Err(Error::bad_json("Event content must be a JSON object"));
-    }
     if *kind == TimelineEventType::RoomMessage
         && (!content["msgtype"].is_string() || !content["body"].is_string())
     {

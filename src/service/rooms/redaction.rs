@@ -82,24 +82,22 @@ impl RoomService {
         Ok(())
     }
 
-    /// Whether a stored redaction may rewrite `target` (see the module documentation).
+    /// Whether a stored redaction may rewrite `target`, an event of the same room (see the
+    /// module documentation).
     fn may_apply_redaction(&self, redaction: &Pdu, target: &Pdu) -> Result<bool> {
-        if target.room_id != redaction.room_id {
-            return Ok(false);
-        }
         if target.sender.server_name() == redaction.sender.server_name() {
             return Ok(true);
         }
-        let levels = self.power_levels(&redaction.room_id)?;
-        Ok(levels.user(&redaction.sender) >= levels.action("redact"))
+        self.user_can_redact(&redaction.room_id, &redaction.sender, target)
     }
 
     /// Applies a stored redaction to its target, if the rules allow: replaces the target by its
     /// redacted form (content really removed) in `batch`. Returns the short id of the event it
-    /// rewrote, or `None` when it changed nothing.
+    /// rewrote, or `None` when it changed nothing. `short_room` is the redaction's room.
     pub(super) fn apply_redaction(
         &self,
         batch: &mut Batch,
+        short_room: u64,
         redaction: &Pdu,
         rules: &RoomVersionRules,
     ) -> Result<Option<u64>> {
@@ -109,7 +107,7 @@ impl RoomService {
         let Some(location) = self.location(&target)? else {
             return Ok(None);
         };
-        if location.short_room != self.known_room(&redaction.room_id)?.0 {
+        if location.short_room != short_room {
             return Ok(None);
         }
         let Some(raw) = self.pdus.get(&(location.short_room, location.count))? else {

@@ -133,18 +133,25 @@ impl SessionService {
     /// expires. Waits for any token change in progress (see the module documentation).
     pub fn validate(&self, token: &str) -> Result<Option<u64>> {
         let _guard = self.lock();
+        let (record, _) = self.live_token(&token_hash(token), now_millis())?;
+        Ok(record.expires_at)
+    }
+
+    /// An access token's record and its device, if the token is known, unexpired and its
+    /// device still exists; otherwise the `M_UNKNOWN_TOKEN` error to answer.
+    fn live_token(&self, hash: &[u8; 32], now: u64) -> Result<(AccessTokenRecord, DeviceRecord)> {
         let record = self
             .access_tokens
-            .get(&token_hash(token))?
+            .get(hash)?
             .ok_or_else(|| Error::unknown_token(false))?;
-        if record.expires_at.is_some_and(|at| at <= now_millis()) {
+        if record.expires_at.is_some_and(|at| at <= now) {
             return Err(Error::unknown_token(true));
         }
-        let key = device_key(&record.user_id, &record.device_id);
-        if self.devices.get(&key)?.is_none() {
-            return Err(Error::unknown_token(false));
-        }
-        Ok(record.expires_at)
+        let device = self
+            .devices
+            .get(&device_key(&record.user_id, &record.device_id))?
+            .ok_or_else(|| Error::unknown_token(false))?;
+        Ok((record, device))
     }
 
     /// Guard for read-modify-write of device rows. Callers of the `*_into` methods hold it
@@ -257,19 +264,9 @@ impl SessionService {
     /// Resolves an access token to its session, recording when and from where it was used.
     pub fn authenticate(&self, token: &str, client_ip: Option<&str>) -> Result<Session> {
         let hash = token_hash(token);
-        let record = self
-            .access_tokens
-            .get(&hash)?
-            .ok_or_else(|| Error::unknown_token(false))?;
         let now = now_millis();
-        if record.expires_at.is_some_and(|at| at <= now) {
-            return Err(Error::unknown_token(true));
-        }
+        let (record, mut device) = self.live_token(&hash, now)?;
         let key = device_key(&record.user_id, &record.device_id);
-        let device = self.devices.get(&key)?;
-        let Some(mut device) = device else {
-            return Err(Error::unknown_token(false));
-        };
         let stale = device
             .last_seen_ts
             .is_none_or(|ts| now.saturating_sub(ts) >= LAST_SEEN_GRANULARITY_MS)
