@@ -47,6 +47,27 @@ pub struct Config {
     pub well_known: WellKnownConfig,
     pub presence: PresenceConfig,
     pub federation: FederationConfig,
+    pub push: PushConfig,
+}
+
+/// Delivery of push notifications to push gateways (`POST …/_matrix/push/v1/notify`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Allow pushers whose gateway is on a loopback, private, link-local or other non-public
+    /// address (off by default: a user could otherwise make the server probe its own network).
+    pub allow_private_addresses: bool,
+    /// Longest one request to a push gateway may take, connection included, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_addresses: false,
+            request_timeout_secs: 10,
+        }
+    }
 }
 
 /// The server-server (federation) side: its listener and the policy for outgoing requests.
@@ -236,6 +257,7 @@ impl Default for Config {
             well_known: WellKnownConfig::default(),
             presence: PresenceConfig::default(),
             federation: FederationConfig::default(),
+            push: PushConfig::default(),
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct RunningServer {
     federation_task: Option<JoinHandle<()>>,
     admin_task: JoinHandle<()>,
     presence_task: JoinHandle<()>,
+    /// Delivers queued pushes to push gateways.
+    push_task: JoinHandle<()>,
     db: Db,
 }
 
@@ -124,6 +126,11 @@ impl Server {
             }
         });
 
+        let push_task = tokio::spawn(service::push::gateway::run_sender(
+            Arc::downgrade(&services),
+            config.push.clone(),
+        ));
+
         let (stop, mut stopped) = watch::channel(false);
         let app = api::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let http_task = tokio::spawn(async move {
@@ -167,6 +174,7 @@ impl Server {
             http_task,
             admin_task,
             presence_task,
+            push_task,
             db,
         })
     }
@@ -198,6 +206,8 @@ impl RunningServer {
         let _ = self.admin_task.await;
         self.presence_task.abort();
         let _ = self.presence_task.await;
+        self.push_task.abort();
+        let _ = self.push_task.await;
         if tokio::time::timeout(SHUTDOWN_GRACE, self.http_task)
             .await
             .is_err()

@@ -199,11 +199,15 @@ fn check_nesting(body: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Refuses bodies that would make a ruma deserializer panic instead of failing: ruma's
-/// `LoginInfo` indexes the body by `type` without checking that it is there. Such bodies get
+/// Refuses bodies that ruma would misjudge: ruma's `LoginInfo` indexes the body by `type`
+/// without checking that it is there (a panic instead of an error), and a pusher without a
+/// required field is `M_MISSING_PARAM` in the spec, not ruma's `M_BAD_JSON`. Such bodies get
 /// the error the spec asks for before ruma sees them.
 fn check_before_ruma<T: 'static>(body: &[u8]) -> Result<(), Error> {
     use std::any::TypeId;
+    if TypeId::of::<T>() == TypeId::of::<ruma::api::client::push::set_pusher::v3::Request>() {
+        return check_pusher_fields(body);
+    }
     if TypeId::of::<T>() == TypeId::of::<ruma::api::client::session::login::v3::Request>() {
         let has_type = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
@@ -211,6 +215,27 @@ fn check_before_ruma<T: 'static>(body: &[u8]) -> Result<(), Error> {
         if !has_type {
             return Err(Error::bad_json("Missing field `type`: the login type"));
         }
+    }
+    Ok(())
+}
+
+/// `POST /pushers/set`: every field the spec requires is present (`kind: null` deletes and
+/// needs only the ids).
+fn check_pusher_fields(body: &[u8]) -> Result<(), Error> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+        return Err(Error::bad_json("The pusher must be a JSON object"));
+    };
+    let mut required = vec!["app_id", "pushkey", "kind"];
+    if fields.get("kind").is_some_and(|kind| !kind.is_null()) {
+        required.extend(["app_display_name", "device_display_name", "lang", "data"]);
+    }
+    if let Some(missing) = required.iter().find(|name| !fields.contains_key(**name)) {
+        return Err(Error::missing_param(format!("Missing field {missing}")));
+    }
+    if fields.get("kind").and_then(serde_json::Value::as_str) == Some("http")
+        && fields["data"].get("url").is_none()
+    {
+        return Err(Error::missing_param("An http pusher needs data.url"));
     }
     Ok(())
 }

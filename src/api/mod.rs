@@ -92,7 +92,7 @@ impl RouterExt for Router<AppState> {
 pub fn router(services: AppState) -> Router {
     use client::{
         account, account_data, devices, directory, discovery, ephemeral, events, profile,
-        relations, reporting, rooms, search, session, sync, user_directory,
+        push_rules, pushers, relations, reporting, rooms, search, session, sync, user_directory,
     };
     let routes = Router::new()
         // Discovery and capabilities
@@ -157,6 +157,19 @@ pub fn router(services: AppState) -> Router {
         .ruma(account_data::get_tags)
         .ruma(account_data::put_tag)
         .ruma(account_data::delete_tag)
+        // Push rules, pushers and notifications
+        .ruma(push_rules::get_all)
+        .ruma(push_rules::get_global)
+        .ruma(push_rules::get_rule)
+        .ruma(push_rules::set_rule)
+        .ruma(push_rules::delete_rule)
+        .ruma(push_rules::get_enabled)
+        .ruma(push_rules::set_enabled)
+        .ruma(push_rules::get_actions)
+        .ruma(push_rules::set_actions)
+        .ruma(pushers::get)
+        .ruma(pushers::set)
+        .ruma(pushers::notifications)
         // Rooms and membership
         .ruma(rooms::create)
         .ruma(rooms::joined)

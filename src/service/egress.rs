@@ -83,9 +83,19 @@ impl Egress {
 
 /// Resolves through the static table, then the system resolver, and drops every address the
 /// policy forbids.
-struct PolicyResolver {
+pub struct PolicyResolver {
     resolve: Arc<BTreeMap<OwnedServerName, SocketAddr>>,
     allow_private: bool,
+}
+
+impl PolicyResolver {
+    /// The policy without a static table (push gateways are reached by their URL's host).
+    pub fn new(allow_private: bool) -> Self {
+        Self {
+            resolve: Arc::default(),
+            allow_private,
+        }
+    }
 }
 
 impl Resolve for PolicyResolver {

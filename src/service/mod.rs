@@ -6,6 +6,7 @@ pub mod egress;
 pub mod ephemeral;
 pub mod keyed_locks;
 pub mod notifier;
+pub mod push;
 pub mod ratelimit;
 pub mod reports;
 pub mod rooms;
@@ -46,6 +47,7 @@ pub struct Services {
     pub to_device: to_device::ToDeviceService,
     pub presence: presence::PresenceService,
     pub egress: egress::Egress,
+    pub push: Arc<push::PushService>,
 }
 
 impl Services {
@@ -56,12 +58,15 @@ impl Services {
             config.server_name(),
         )?);
         let notifier = Arc::new(notifier::Notifier::default());
+        let push = Arc::new(push::PushService::new(&db, notifier.clone())?);
+        let device_hooks: Vec<Arc<dyn sessions::DeviceRemovalHook>> = vec![push.pushers.clone()];
         Ok(Self {
             egress: egress::Egress::new(&config.federation)?,
             rooms: rooms::RoomService::new(
                 db.clone(),
                 keys.clone(),
                 notifier.clone(),
+                push.clone(),
                 config.storage.event_cache_entries,
             ),
             aliases: rooms::aliases::AliasService::new(db.clone()),
@@ -77,7 +82,12 @@ impl Services {
             notifier,
             keys,
             users: users::UserService::new(db.clone(), config.server_name(), hasher),
-            sessions: sessions::SessionService::new(db.clone(), config.access_token_lifetime_secs),
+            sessions: sessions::SessionService::new(
+                db.clone(),
+                config.access_token_lifetime_secs,
+                device_hooks,
+            ),
+            push,
             profiles: profiles::ProfileService::new(db.clone()),
             uiaa: uiaa::UiaaService::default(),
             rate_limiter: ratelimit::RateLimiter::new(config.rate_limits.clone()),

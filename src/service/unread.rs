@@ -1,28 +1,20 @@
-//! Unread counts of a room for a user: messages (and encrypted messages) from others after
-//! what their read receipts cover, and those of them that mention the user — per the default
-//! push rules for messages and mentions (custom push rules come with push support).
+//! Unread counts of a room for a user: the events their push rules said `notify` for (see
+//! `push::evaluate`) after what their read receipts cover, and those with a highlight tweak.
 //! Unthreaded receipts cover everything; `main` and thread receipts cover their own timeline.
 //!
-//! Counting scans the events after the read position. What a scan found is cached per (user,
-//! room), so the next sync only scans events newer than the last one counted. A new receipt
+//! Counting scans the user's push marks after the read position. What a scan found is
+//! cached per (user, room), so the next sync only scans events newer than the last one counted. A new receipt
 //! (the cache entry is invalidated), a new membership or any redaction (both compared on
 //! lookup) starts the count over.
 
 use std::{
-    borrow::Cow,
     collections::{BTreeMap, HashMap},
     sync::Arc,
 };
 
 use ruma::{RoomId, UserId};
-use serde::Deserialize;
-use serde_json::{Value, value::RawValue};
 
-use crate::{
-    error::{Error, Result},
-    service::{Services, rooms::relations::relation_in},
-    storage::KeyCodec,
-};
+use crate::{error::Result, service::Services};
 
 /// How many (user, room) counts are kept in memory (a few hundred bytes each).
 pub const CACHED_ROOMS: usize = 16_384;
@@ -50,17 +42,6 @@ pub struct UnreadState {
     /// Every event up to here is counted.
     scanned_to: u64,
     counts: UnreadCounts,
-}
-
-/// What unread counting reads of a stored event; everything else is skipped unparsed.
-#[derive(Deserialize)]
-struct UnreadProbe<'a> {
-    #[serde(borrow)]
-    sender: Cow<'a, str>,
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    content: &'a RawValue,
 }
 
 impl Services {
@@ -112,6 +93,19 @@ impl Services {
         Ok(counts)
     }
 
+    /// Whether the user's receipts cover the event at `count` (in `thread`, if any).
+    pub fn is_read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        count: u64,
+        thread: Option<&str>,
+    ) -> Result<bool> {
+        let base = self.read_position(room, user, "", 0)?;
+        let own = self.read_position(room, user, thread.unwrap_or("main"), 0)?;
+        Ok(count <= base.max(own))
+    }
+
     /// The newest position the user's receipts for `thread` ("" = unthreaded) cover.
     fn read_position(
         &self,
@@ -129,7 +123,8 @@ impl Services {
         Ok(position)
     }
 
-    /// Counts the events in `(state.scanned_to, until]` into `state`.
+    /// Counts the notifications in `(state.scanned_to, until]` into `state`: the events the
+    /// user's push rules said `notify` for (a highlight tweak makes them highlights too).
     fn count_unread(
         &self,
         room: &RoomId,
@@ -138,24 +133,12 @@ impl Services {
         until: u64,
         state: &mut UnreadState,
     ) -> Result<()> {
-        let rows = self.rooms.timeline_range(
-            &(short_room, state.scanned_to.saturating_add(1)).encode(),
-            &(short_room, until.saturating_add(1)).encode(),
-        );
-        for row in rows {
-            let ((_, count), raw) = row?;
-            let event: UnreadProbe = serde_json::from_slice(&raw)
-                .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))?;
-            if event.sender == user.as_str()
-                || (event.kind != "m.room.message" && event.kind != "m.room.encrypted")
-            {
-                continue;
-            }
-            let content: Value = serde_json::from_str(event.content.get()).unwrap_or_default();
-            let thread = relation_in(&content)
-                .filter(|(rel_type, _)| rel_type == "m.thread")
-                .map(|(_, root)| root.to_string());
-            let already_read = match &thread {
+        let marks = self
+            .push
+            .notifications
+            .marks(user, short_room, state.scanned_to, until)?;
+        for (count, mark) in marks {
+            let already_read = match &mark.thread {
                 Some(root) => {
                     let read = match state.thread_read.get(root) {
                         Some(read) => *read,
@@ -177,17 +160,12 @@ impl Services {
             if already_read {
                 continue;
             }
-            let mentions = &content["m.mentions"];
-            let mentioned = mentions["room"] == true
-                || mentions["user_ids"]
-                    .as_array()
-                    .is_some_and(|ids| ids.iter().any(|id| id == user.as_str()));
-            let slot = match thread {
+            let slot = match mark.thread {
                 Some(root) => state.counts.threads.entry(root).or_default(),
                 None => &mut state.counts.main,
             };
             slot.0 += 1;
-            if mentioned {
+            if mark.highlight {
                 slot.1 += 1;
             }
         }

@@ -96,6 +96,41 @@ impl KeyCodec for (String, String) {
     }
 }
 
+/// A UTF-8 part then two numbers, e.g. (user id, short room id, stream count): ordered by
+/// the first part, then numerically by each number.
+impl KeyCodec for (String, u64, u64) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+        out.push(SEPARATOR);
+        out.extend_from_slice(&self.1.to_be_bytes());
+        out.extend_from_slice(&self.2.to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let split = bytes.len().checked_sub(17)?;
+        (bytes[split] == SEPARATOR).then_some(())?;
+        let first = std::str::from_utf8(&bytes[..split]).ok()?;
+        let (second, third) = <(u64, u64)>::decode(&bytes[split + 1..])?;
+        Some((first.to_owned(), second, third))
+    }
+}
+
+/// Three UTF-8 parts, e.g. (user id, app id, pushkey).
+impl KeyCodec for (String, String, String) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+        out.push(SEPARATOR);
+        out.extend_from_slice(self.1.as_bytes());
+        out.push(SEPARATOR);
+        out.extend_from_slice(self.2.as_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let split = bytes.iter().position(|b| *b == SEPARATOR)?;
+        let first = std::str::from_utf8(&bytes[..split]).ok()?;
+        let (second, third) = <(String, String)>::decode(&bytes[split + 1..])?;
+        Some((first.to_owned(), second, third))
+    }
+}
+
 /// The prefix that selects every composite key whose first part is `first`.
 pub fn prefix(first: &str) -> Vec<u8> {
     let mut out = first.as_bytes().to_vec();
@@ -118,6 +153,15 @@ mod tests {
                 .encode()
                 .starts_with(&prefix("alice"))
         );
+    }
+
+    #[test]
+    fn three_part_keys_round_trip() {
+        let key = ("@a:x".to_owned(), 7u64, 258u64);
+        assert_eq!(<(String, u64, u64)>::decode(&key.encode()), Some(key.clone()));
+        assert!(key.encode().starts_with(&prefix("@a:x")));
+        let key = ("@a:x".to_owned(), "app".to_owned(), "key".to_owned());
+        assert_eq!(<(String, String, String)>::decode(&key.encode()), Some(key));
     }
 
     #[test]

@@ -139,6 +139,22 @@ column_families! {
     SearchIndex => "search_index",
     /// Abuse reports for admins. Key: stream count (u64). Value: `service::reports::Report`.
     Reports => "reports",
+    /// Each user's push rules. Key: user id. Value: `service::push::rules::PushRulesRecord`
+    /// (the ruleset and the stream position of its last change). Users without a row have the
+    /// server-default ruleset.
+    PushRules => "push_rules",
+    /// What each notifying event means for each user's counts. Key: user id ‖ 0xFF ‖ short
+    /// room id ‖ stream count (u64 BE each). Value: `service::push::notifications::PushMark`.
+    PushActions => "push_actions",
+    /// The notification list (`GET /notifications`). Key: user id ‖ 0xFF ‖ stream count. Value:
+    /// `service::push::notifications::NotificationRecord`.
+    Notifications => "notifications",
+    /// Pushers. Key: user id ‖ 0xFF ‖ app id ‖ 0xFF ‖ pushkey. Value:
+    /// `service::push::pushers::PusherRecord`.
+    Pushers => "pushers",
+    /// Pushes waiting for delivery to a gateway. Key: a count (u64 BE, so the queue is in
+    /// order). Value: `service::push::gateway::PushJob`.
+    PushQueue => "push_queue",
 }
 
 /// Every table with its key and value types (layouts in [`Cf`]'s documentation).
@@ -149,6 +165,12 @@ pub mod tables {
     use crate::service::{
         account_data::AccountDataRecord,
         ephemeral::{ReceiptRecord, to_device::ToDeviceMessage},
+        push::{
+            gateway::PushJob,
+            notifications::{NotificationRecord, PushMark},
+            pushers::PusherRecord,
+            rules::PushRulesRecord,
+        },
         reports::Report,
         rooms::{
             EventLocation, Membership, RoomRecord,
@@ -207,6 +229,11 @@ pub mod tables {
         PUBLIC_JOIN_RULE: PublicJoinRule => String => bool,
         SEARCH_INDEX: SearchIndex => (String, u64) => Vec<String>,
         REPORTS: Reports => u64 => Report,
+        PUSH_RULES: PushRules => String => PushRulesRecord,
+        PUSH_ACTIONS: PushActions => (String, u64, u64) => PushMark,
+        NOTIFICATIONS: Notifications => (String, u64) => NotificationRecord,
+        PUSHERS: Pushers => (String, String, String) => PusherRecord,
+        PUSH_QUEUE: PushQueue => u64 => PushJob,
     }
 
     #[cfg(test)]

@@ -471,7 +471,8 @@ async fn account_data_presence_and_ephemeral_filters_apply() {
         .iter()
         .map(|e| e["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, vec!["org.example.keep"]);
+    // Push rules always come down an initial sync (as the `m.push_rules` account data).
+    assert_eq!(types, vec!["org.example.keep", "m.push_rules"]);
     assert!(
         body["presence"]["events"].as_array().unwrap().is_empty(),
         "presence filtered out: {body}"
@@ -483,9 +484,9 @@ async fn account_data_presence_and_ephemeral_filters_apply() {
         ephemeral.iter().all(|e| e["type"] != "m.typing"),
         "{ephemeral:?}"
     );
-    // Unfiltered, both come.
+    // Unfiltered, both come (and the push rules).
     let body = sync(&server, &alice, "").await;
-    assert_eq!(body["account_data"]["events"].as_array().unwrap().len(), 2);
+    assert_eq!(body["account_data"]["events"].as_array().unwrap().len(), 3);
     assert!(
         body["rooms"]["join"][&room]["ephemeral"]["events"]
             .as_array()

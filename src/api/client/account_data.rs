@@ -70,7 +70,13 @@ pub async fn get_global(
     ensure_self(&user, &body.user_id)?;
     let kind = body.event_type.to_string();
     let value = services
-        .blocking(move |s| s.account_data.get(&user, None, &kind))
+        .blocking(move |s| {
+            if kind == "m.push_rules" {
+                let rules = s.push.rules.record(&user)?;
+                return Ok(Some(serde_json::json!({ "global": rules.global })));
+            }
+            s.account_data.get(&user, None, &kind)
+        })
         .await?;
     Ok(Json(value.ok_or_else(|| {
         Error::not_found("Account data not found")

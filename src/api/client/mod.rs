@@ -8,6 +8,8 @@ pub mod discovery;
 pub mod ephemeral;
 pub mod events;
 pub mod profile;
+pub mod push_rules;
+pub mod pushers;
 pub mod relations;
 pub mod reporting;
 pub mod rooms;

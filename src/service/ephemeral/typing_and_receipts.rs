@@ -285,6 +285,11 @@ impl Services {
                 )));
             }
         }
+        // A user with pushers gets a badge update when the receipt changes the badge.
+        let badge_before = match self.push.pushers.may_have_pushers(user) {
+            true => Some(self.badge_count(user)?),
+            false => None,
+        };
         let stream = self.db.next_stream_position()?;
         let record = ReceiptRecord {
             user_id: user.to_owned(),
@@ -300,6 +305,11 @@ impl Services {
             self.notifier.wake([user]);
         } else {
             self.wake_members(room)?;
+        }
+        if let Some(before) = badge_before
+            && self.badge_count(user)? != before
+        {
+            self.push.queue_badge_update(&self.db, user)?;
         }
         Ok(())
     }

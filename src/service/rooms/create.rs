@@ -143,6 +143,7 @@ impl Services {
         for invitee in &request.invite {
             self.invite(creator, &room_id, invitee, None, request.is_direct)?;
         }
+        self.carry_over_from_predecessor(creator, &room_id)?;
         if request.public {
             self.rooms_directory_publish(&room_id, true)?;
         }

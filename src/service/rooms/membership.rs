@@ -51,6 +51,7 @@ impl Services {
             content["join_authorised_via_users_server"] = json!(authoriser);
         }
         self.membership_event(user, room_id, user, content, reason)?;
+        self.carry_over_from_predecessor(user, room_id)?;
         Ok(())
     }
 

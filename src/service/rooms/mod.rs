@@ -12,6 +12,7 @@ pub mod membership;
 pub mod pdu;
 mod persist;
 mod pipeline;
+mod push_index;
 pub mod read;
 pub mod recent;
 pub mod redaction;
@@ -147,6 +148,8 @@ pub struct RoomService {
     rooms: Table<u64, RoomRecord>,
     txns: Table<(String, String), String>,
     pub notifier: Arc<crate::service::notifier::Notifier>,
+    /// Push rules, notifications and the push queue: every event is evaluated for them.
+    push: Arc<crate::service::push::PushService>,
     search: search::SearchIndex,
     /// Who is in which room.
     pub members: members::Members,
@@ -186,6 +189,7 @@ impl RoomService {
         db: Db,
         keys: Arc<ServerKeys>,
         notifier: Arc<crate::service::notifier::Notifier>,
+        push: Arc<crate::service::push::PushService>,
         event_cache_entries: usize,
     ) -> Self {
         Self {
@@ -198,6 +202,7 @@ impl RoomService {
             rooms: db.open_table(tables::ROOMS),
             txns: db.open_table(tables::TRANSACTION_IDS),
             notifier,
+            push,
             search: search::SearchIndex::new(&db),
             relation_index: relations::RelationIndex::new(&db, event_cache_entries),
             room_locks: Default::default(),

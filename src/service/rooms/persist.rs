@@ -52,8 +52,16 @@ impl RoomService {
 
         self.relation_index.index(&mut batch, &stored, count)?;
         self.search.index(&mut batch, &stored, count);
-        self.pdus
-            .put(&mut batch, &(short_room, count), &raw_object(object)?);
+        let json = raw_object(object)?;
+        let pushed = self.index_push(
+            &mut batch,
+            &stored,
+            &json,
+            (short_room, count),
+            &room,
+            &rules.authorization,
+        )?;
+        self.pdus.put(&mut batch, &(short_room, count), &json);
         self.events.put(
             &mut batch,
             &stored.event_id.to_string(),
@@ -82,6 +90,9 @@ impl RoomService {
         drop(short_key_guard);
         self.after_write(&stored, room, (short_room, count, short_event), redacted);
         drop(stream);
+        if pushed.queued > 0 {
+            self.push.queue.wake();
+        }
         self.wake_room(&stored)?;
         Ok(stored)
     }

@@ -123,6 +123,12 @@ impl RoomService {
             return Ok(None);
         }
         self.search.unindex(batch, &target_event, location.count);
+        // A redacted event notifies nobody any more (as in Synapse: its push actions go).
+        for user in self.push_recipients(&target_event)? {
+            self.push
+                .notifications
+                .forget_into(batch, &user, short_room, location.count);
+        }
         let object: CanonicalJsonObject = serde_json::from_str(raw.get())
             .map_err(|e| Error::internal(format!("stored event unreadable: {e}")))?;
         let mut redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)

@@ -59,6 +59,21 @@ impl Services {
         Ok(new_room)
     }
 
+    /// What a local user had set for the room an upgraded room replaces follows them into it
+    /// when they join (or create) it: their push rules for that room.
+    pub(crate) fn carry_over_from_predecessor(&self, user: &UserId, room: &RoomId) -> Result<()> {
+        let Some(create) = self.state_content(room, "m.room.create")? else {
+            return Ok(());
+        };
+        let Some(predecessor) = create["predecessor"]["room_id"]
+            .as_str()
+            .and_then(|id| RoomId::parse(id).ok())
+        else {
+            return Ok(());
+        };
+        self.push.rules.copy_room_rules(user, &predecessor, room)
+    }
+
     /// The current state content of `kind` (empty state key) in a room.
     fn state_content(&self, room_id: &RoomId, kind: &str) -> Result<Option<Value>> {
         Ok(self

@@ -16,6 +16,16 @@ pub struct PowerLevels {
 }
 
 impl PowerLevels {
+    /// The power-levels content in force (the room-version defaults when there is none).
+    pub fn content(&self) -> &Value {
+        &self.content
+    }
+
+    /// The privileged creators of a v12+ room.
+    pub fn creators(&self) -> &[String] {
+        &self.creators
+    }
+
     fn int(value: Option<&Value>, default: i64) -> i64 {
         match value {
             Some(Value::Number(n)) => n.as_i64().unwrap_or(default),

@@ -1,5 +1,6 @@
 //! The `account_data` stream of `/sync`: account data changed in `(since, next_batch]`, global
-//! values into the response, per-room ones handed on to the rooms they belong to.
+//! values into the response, per-room ones handed on to the rooms they belong to; push rules
+//! as the `m.push_rules` global account data.
 
 use std::collections::HashMap;
 
@@ -34,6 +35,22 @@ pub(super) fn provide(ctx: &SyncContext<'_>, body: &mut SyncBody) -> Result<Room
             Some(room) => room_data.entry(room.to_string()).or_default().push(event),
             None => body.account_data.push(event),
         }
+    }
+    // Push rules are kept by the push service, with a stream position of their own, and
+    // reach clients as the `m.push_rules` global account data.
+    if filter
+        .account_data
+        .matches_type_and_sender("m.push_rules", None)
+        && let Some(rules) = ctx.services.push.rules.changed_since(
+            &ctx.session.user_id,
+            ctx.since,
+            ctx.next_batch,
+        )?
+    {
+        body.account_data.push(json!({
+            "type": "m.push_rules",
+            "content": { "global": rules.global },
+        }));
     }
     Ok(room_data)
 }

@@ -74,6 +74,12 @@ pub struct IssuedTokens {
     pub expires_in_ms: Option<u64>,
 }
 
+/// Data of other services that belongs to a device and goes with it (pushers; later E2EE
+/// device keys): removed in the same batch as the device itself.
+pub trait DeviceRemovalHook: Send + Sync {
+    fn remove_device_into(&self, batch: &mut Batch, user: &UserId, device: &DeviceId) -> Result<()>;
+}
+
 /// How often a device's "last seen" is written back at most.
 const LAST_SEEN_GRANULARITY_MS: u64 = 60_000;
 
@@ -89,6 +95,8 @@ pub struct SessionService {
     device_lock: Mutex<()>,
     /// Bumped whenever tokens are deleted; long-lived connections watch it.
     revoked: tokio::sync::watch::Sender<u64>,
+    /// What else a removed device takes with it.
+    removal_hooks: Vec<std::sync::Arc<dyn DeviceRemovalHook>>,
 }
 
 fn token_hash(token: &str) -> [u8; 32] {
@@ -107,7 +115,11 @@ fn device_key(user_id: &UserId, device_id: &DeviceId) -> (String, String) {
 }
 
 impl SessionService {
-    pub fn new(db: Db, access_token_lifetime_secs: u64) -> Self {
+    pub fn new(
+        db: Db,
+        access_token_lifetime_secs: u64,
+        removal_hooks: Vec<std::sync::Arc<dyn DeviceRemovalHook>>,
+    ) -> Self {
         Self {
             devices: db.open_table(tables::DEVICES),
             access_tokens: db.open_table(tables::ACCESS_TOKENS),
@@ -116,6 +128,7 @@ impl SessionService {
             access_token_lifetime_ms: access_token_lifetime_secs.saturating_mul(1000),
             device_lock: Mutex::new(()),
             revoked: tokio::sync::watch::Sender::new(0),
+            removal_hooks,
         }
     }
 
@@ -403,6 +416,9 @@ impl SessionService {
             if let Some(device) = self.devices.get(&key)? {
                 self.delete_device_tokens(batch, &device);
                 self.devices.delete(batch, &key);
+                for hook in &self.removal_hooks {
+                    hook.remove_device_into(batch, user_id, device_id)?;
+                }
             }
         }
         Ok(())
