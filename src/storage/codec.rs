@@ -158,7 +158,10 @@ mod tests {
     #[test]
     fn three_part_keys_round_trip() {
         let key = ("@a:x".to_owned(), 7u64, 258u64);
-        assert_eq!(<(String, u64, u64)>::decode(&key.encode()), Some(key.clone()));
+        assert_eq!(
+            <(String, u64, u64)>::decode(&key.encode()),
+            Some(key.clone())
+        );
         assert!(key.encode().starts_with(&prefix("@a:x")));
         let key = ("@a:x".to_owned(), "app".to_owned(), "key".to_owned());
         assert_eq!(<(String, String, String)>::decode(&key.encode()), Some(key));

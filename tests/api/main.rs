@@ -17,6 +17,7 @@ mod login;
 mod membership;
 mod presence;
 mod profile;
+mod push;
 mod refresh;
 mod register;
 mod relations;

@@ -6,18 +6,14 @@ use futures::FutureExt;
 use ruma::{
     OwnedUserId, UserId,
     push::{
-        Action, AnyPushRuleRef, FlattenedJson, PushCondition, PushConditionPowerLevelsCtx, PushConditionRoomCtx,
-        Ruleset,
+        Action, AnyPushRuleRef, FlattenedJson, PushCondition, PushConditionPowerLevelsCtx,
+        PushConditionRoomCtx, Ruleset,
     },
     serde::Raw,
 };
 use serde_json::value::RawValue;
 
-use super::{
-    PushService,
-    gateway::PushJob,
-    notifications::NotificationRecord,
-};
+use super::{PushService, gateway::PushJob, notifications::NotificationRecord};
 use crate::{error::Result, storage::Batch};
 
 /// An event about to be stored, as evaluation needs it.

@@ -80,12 +80,8 @@ impl PushJob {
         }
     }
 
-    fn pusher_key(&self) -> (String, String, String) {
-        (
-            self.user.clone(),
-            self.app_id.clone(),
-            self.pushkey.clone(),
-        )
+    fn pusher_key(&self) -> PusherKey {
+        (self.user.clone(), self.app_id.clone(), self.pushkey.clone())
     }
 }
 
@@ -141,6 +137,12 @@ impl PushQueue {
     }
 }
 
+/// A pusher: (user, app id, pushkey).
+type PusherKey = (String, String, String);
+
+/// Failing pushers and when each may be tried again (in memory: a restart tries at once).
+type Backoffs = Arc<Mutex<HashMap<PusherKey, Backoff>>>;
+
 /// When a failing pusher may be tried again.
 #[derive(Clone, Copy)]
 struct Backoff {
@@ -153,7 +155,9 @@ struct Backoff {
 pub async fn run_sender(services: Weak<Services>, config: PushConfig) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
-        .connect_timeout(Duration::from_secs(config.request_timeout_secs.clamp(1, 10)))
+        .connect_timeout(Duration::from_secs(
+            config.request_timeout_secs.clamp(1, 10),
+        ))
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(egress::PolicyResolver::new(
             config.allow_private_addresses,
@@ -166,7 +170,7 @@ pub async fn run_sender(services: Weak<Services>, config: PushConfig) {
             return;
         }
     };
-    let backoff: Arc<Mutex<HashMap<(String, String, String), Backoff>>> = Default::default();
+    let backoff: Backoffs = Default::default();
     loop {
         let Some(strong) = services.upgrade() else {
             return;
@@ -209,10 +213,15 @@ async fn send_pass(
     services: &Arc<Services>,
     client: &reqwest::Client,
     config: &PushConfig,
-    backoff: &Arc<Mutex<HashMap<(String, String, String), Backoff>>>,
+    backoff: &Backoffs,
 ) -> Result<usize> {
     let jobs = services
-        .blocking(|s| Ok(s.push.queue.table.range(&[], &[0xFF; 9], false, PASS_SIZE)?))
+        .blocking(|s| {
+            Ok(s.push
+                .queue
+                .table
+                .range(&[], &[0xFF; 9], false, PASS_SIZE)?)
+        })
         .await?;
     let now = Instant::now();
     let mut seen = HashSet::new();

@@ -43,9 +43,12 @@ impl Services {
         let limit = limit
             .map_or(DEFAULT_LIMIT, |l| u64::from(l) as usize)
             .clamp(1, MAX_LIMIT);
-        let rows = self.push.notifications.newest_first(user, before, limit, |record| {
-            !only_highlights || record.highlight
-        })?;
+        let rows = self
+            .push
+            .notifications
+            .newest_first(user, before, limit, |record| {
+                !only_highlights || record.highlight
+            })?;
         let next_token = (rows.len() == limit)
             .then(|| rows.last().map(|(count, _)| count.to_string()))
             .flatten();

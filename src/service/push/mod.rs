@@ -6,8 +6,8 @@
 pub mod evaluate;
 pub mod gateway;
 pub use listing::NotificationPage;
-pub mod notifications;
 mod listing;
+pub mod notifications;
 mod payload;
 pub mod pushers;
 pub mod rules;

@@ -61,8 +61,11 @@ impl Notifications {
             thread: notification.thread.clone(),
         };
         let user = user.as_str().to_owned();
-        self.marks
-            .put(batch, &(user.clone(), notification.short_room, count), &mark);
+        self.marks.put(
+            batch,
+            &(user.clone(), notification.short_room, count),
+            &mark,
+        );
         self.list.put(batch, &(user, count), notification);
     }
 

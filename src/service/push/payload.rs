@@ -106,8 +106,7 @@ impl Services {
                     .and_then(|a| a.try_into().ok())
             });
         notification.user_is_target = event.state_key.as_deref() == Some(user.as_str());
-        notification.content =
-            serde_json::value::to_raw_value(&event.content_value()).ok();
+        notification.content = serde_json::value::to_raw_value(&event.content_value()).ok();
         Ok(())
     }
 

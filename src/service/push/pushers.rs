@@ -140,7 +140,12 @@ impl Pushers {
 }
 
 impl DeviceRemovalHook for Pushers {
-    fn remove_device_into(&self, batch: &mut Batch, user: &UserId, device: &DeviceId) -> Result<()> {
+    fn remove_device_into(
+        &self,
+        batch: &mut Batch,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<()> {
         for (key, record) in self.table.scan_prefix(&prefix(user.as_str()))? {
             if record.device_id == device.as_str() {
                 self.table.delete(batch, &key);

@@ -165,11 +165,8 @@ fn room_rule_copies(rules: &Ruleset, old: &RoomId, new: &RoomId) -> Vec<NewPushR
                     })
                     .collect();
                 let rule_id = conditional.rule_id.replace(old.as_str(), new.as_str());
-                let copy = NewConditionalPushRule::new(
-                    rule_id,
-                    conditions,
-                    conditional.actions.clone(),
-                );
+                let copy =
+                    NewConditionalPushRule::new(rule_id, conditions, conditional.actions.clone());
                 copies.push(match rule {
                     AnyPushRuleRef::Override(_) => NewPushRule::Override(copy),
                     _ => NewPushRule::Underride(copy),
@@ -238,10 +235,7 @@ mod tests {
                 NewPushRule::Override(NewConditionalPushRule::new(
                     format!("mute {old}"),
                     vec![PushCondition::EventMatch(
-                        ruma::push::EventMatchConditionData::new(
-                            "room_id".into(),
-                            old.to_string(),
-                        ),
+                        ruma::push::EventMatchConditionData::new("room_id".into(), old.to_string()),
                     )],
                     vec![Action::Notify],
                 )),

@@ -104,7 +104,5 @@ fn push_levels(
         .iter()
         .filter_map(|c| UserId::parse(c.as_str()).ok())
         .collect();
-    Some(
-        RoomPowerLevels::new(RoomPowerLevelsSource::Original(content), rules, creators).into(),
-    )
+    Some(RoomPowerLevels::new(RoomPowerLevelsSource::Original(content), rules, creators).into())
 }

@@ -77,7 +77,8 @@ pub struct IssuedTokens {
 /// Data of other services that belongs to a device and goes with it (pushers; later E2EE
 /// device keys): removed in the same batch as the device itself.
 pub trait DeviceRemovalHook: Send + Sync {
-    fn remove_device_into(&self, batch: &mut Batch, user: &UserId, device: &DeviceId) -> Result<()>;
+    fn remove_device_into(&self, batch: &mut Batch, user: &UserId, device: &DeviceId)
+    -> Result<()>;
 }
 
 /// How often a device's "last seen" is written back at most.
