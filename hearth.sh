@@ -57,6 +57,7 @@ setup() {
   have_libclang || missing+=(libclang-dev)
   command -v c++ >/dev/null 2>&1 || missing+=(g++)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if ((${#missing[@]})); then
     echo "hearth: installing system packages: ${missing[*]}" >&2

@@ -5,7 +5,8 @@
 #
 # Sizes can be overridden: REGISTER_USERS, SEND_MESSAGES, CONCURRENT_SENDERS,
 # CONCURRENT_MESSAGES, FANOUT_RECEIVERS, FANOUT_MESSAGES, SYNC_ROOMS, SYNC_MEMBERS,
-# SYNC_EVENTS, SYNC_SAMPLES, IDLE_CLIENTS, IDLE_SECONDS.
+# SYNC_EVENTS, SYNC_SAMPLES, PUSH_MEMBERS, PUSH_PUSHERS, PUSH_MESSAGES, IDLE_CLIENTS,
+# IDLE_SECONDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
@@ -37,6 +38,9 @@ allow_registration = true
 log_level = "warn"
 [rate_limits]
 enabled = false
+[push]
+# The bench is the push gateway, on loopback.
+allow_private_addresses = true
 EOT
 "$CARGO_TARGET_DIR/release/hearth" --config "$work/hearth.toml" serve > "$work/hearth.log" 2>&1 &
 hearth_pid=$!
@@ -60,6 +64,8 @@ rc_joins_per_room: {per_second: 100000, burst_count: 100000}
 rc_room_creation: {per_second: 100000, burst_count: 100000}
 rc_invites: {per_room: {per_second: 100000, burst_count: 100000}, per_user: {per_second: 100000, burst_count: 100000}}
 rc_presence: {per_user: {per_second: 100000, burst_count: 100000}}
+# The bench is the push gateway, on loopback.
+ip_range_whitelist: ['127.0.0.0/8']
 EOT
 python3 - "$work/synapse/homeserver.yaml" <<'PY'
 import re, sys
@@ -102,6 +108,7 @@ scenario send send --messages "${SEND_MESSAGES:-500}"
 scenario concurrent concurrent --senders "${CONCURRENT_SENDERS:-10}" --messages "${CONCURRENT_MESSAGES:-50}"
 scenario fanout fanout --receivers "${FANOUT_RECEIVERS:-20}" --messages "${FANOUT_MESSAGES:-50}"
 scenario initial-sync initial-sync --rooms "${SYNC_ROOMS:-50}" --members "${SYNC_MEMBERS:-50}" --events "${SYNC_EVENTS:-20}" --samples "${SYNC_SAMPLES:-20}"
+scenario push push --members "${PUSH_MEMBERS:-1000}" --pushers "${PUSH_PUSHERS:-100}" --messages "${PUSH_MESSAGES:-20}"
 scenario idle idle --clients "${IDLE_CLIENTS:-200}" --seconds "${IDLE_SECONDS:-10}"
 
 python3 benches/report.py "$results" "$(git rev-parse --short HEAD)" > benches/RESULTS.md

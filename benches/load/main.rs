@@ -19,6 +19,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod push;
+
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
@@ -81,6 +83,16 @@ enum Scenario {
         events: usize,
         #[arg(long, default_value_t = 5)]
         samples: usize,
+    },
+    /// One sender in a room of M members, P of them with a pusher (the bench is their push
+    /// gateway); N messages, measured until every push has arrived.
+    Push {
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        #[arg(long, default_value_t = 100)]
+        pushers: usize,
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
     },
     /// C idle long-polling clients; server RSS and CPU while idle.
     Idle {
@@ -323,6 +335,11 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
                 window,
             ))
         }
+        Scenario::Push {
+            members,
+            pushers,
+            messages,
+        } => push::run(cli, http, members, pushers, messages).await,
         Scenario::Send { messages } => {
             let sender = Client::register(http, url, &format!("{prefix}sender")).await?;
             let room = sender.create_room(false).await?;

@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Runs a real Matrix client library (matrix-nio, from PyPI) against a freshly started hearth
-# process: the admin CLI creates a user through the admin socket, nio registers another, logs
-# in, reads and writes the profile, lists devices and logs out; two nio clients then chat
-# (room, invite, messages both ways, typing, read receipts); then the server must stop cleanly
-# on SIGTERM.
+# Runs real Matrix client libraries against a freshly started hearth process: the admin CLI
+# creates a user through the admin socket, matrix-nio (PyPI) registers another, logs in, reads
+# and writes the profile, lists devices and logs out; two nio clients then chat (room, invite,
+# messages both ways, typing, read receipts); matrix-js-sdk (npm, the SDK inside Element Web)
+# starts two clients as Element does and chats; then the server must stop cleanly on SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
 venv="${HEARTH_CLIENT_VENV:-$HOME/.cache/hearth-venv}"
 nio_version="0.26.0"
+jssdk="${HEARTH_JSSDK:-$HOME/.cache/hearth-jssdk}"
+jssdk_version="37.5.0"
 
 if ! "$venv/bin/python" -c 'import nio' >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "matrix-nio==$nio_version"
 fi
+if [ "$(node -p "require('$jssdk/node_modules/matrix-js-sdk/package.json').version" 2>/dev/null)" != "$jssdk_version" ]; then
+  command -v npm >/dev/null || { echo "run.sh: Node.js 20+ with npm is needed for matrix-js-sdk" >&2; exit 1; }
+  mkdir -p "$jssdk"
+  npm install --prefix "$jssdk" --no-audit --no-fund --silent "matrix-js-sdk@$jssdk_version"
+fi
+export HEARTH_JSSDK="$jssdk"
 cargo build -q --bin hearth
 
 work="$(mktemp -d)"
@@ -46,6 +54,7 @@ printf 'admin-made-pw\n' > "$work/pw"
 status=0
 "$venv/bin/python" tests/clients/nio_client.py "http://127.0.0.1:$port" || status=$?
 "$venv/bin/python" tests/clients/nio_chat.py "http://127.0.0.1:$port" || status=$?
+node tests/clients/jssdk_client.mjs "http://127.0.0.1:$port" || status=$?
 
 kill -TERM "$pid"
 server_status=0

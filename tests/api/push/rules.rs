@@ -271,9 +271,21 @@ async fn bad_rules_are_refused_and_change_nothing() {
         StatusCode::NOT_FOUND,
         "M_NOT_FOUND",
     );
+    // A kind the spec does not define holds no rules, and none can be put there.
     assert_error(
         &server
             .get(&format!("{base}/flavour/x"), Some(&alice.token))
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &server
+            .put(
+                &format!("{base}/flavour/x/enabled"),
+                Some(&alice.token),
+                json!({ "enabled": false }),
+            )
             .await,
         StatusCode::BAD_REQUEST,
         "M_INVALID_PARAM",
