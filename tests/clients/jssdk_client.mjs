@@ -1,13 +1,16 @@
 // matrix-js-sdk (the SDK inside Element Web) against a running hearth: two users register,
 // both start the client the way Element does (startClient: push rules, capabilities, filters,
 // the first sync), chat in a room, and the receiver sees the message and its unread count.
-// Usage: node tests/clients/jssdk_client.mjs http://127.0.0.1:PORT
-// The SDK comes from $HEARTH_JSSDK/node_modules (tests/clients/run.sh installs it).
+// Usage: node tests/clients/jssdk_client.mjs http://127.0.0.1:PORT SDK_DIR
+// The SDK comes from SDK_DIR/node_modules (tests/clients/run.sh installs it there).
 import { pathToFileURL } from "node:url";
 
 const base = process.argv[2];
-const sdkPath = `${process.env.HEARTH_JSSDK}/node_modules/matrix-js-sdk/lib/index.js`;
+const sdkPath = `${process.argv[3]}/node_modules/matrix-js-sdk/lib/index.js`;
 const sdk = await import(pathToFileURL(sdkPath).href);
+// The SDK logs every request at debug level; warnings and errors are enough here.
+const { logger } = await import(pathToFileURL(`${process.argv[3]}/node_modules/matrix-js-sdk/lib/logger.js`).href);
+logger.setLevel("warn");
 
 function fail(message) {
   console.error(`jssdk: ${message}`);

@@ -21,7 +21,6 @@ if [ "$(node -p "require('$jssdk/node_modules/matrix-js-sdk/package.json').versi
   mkdir -p "$jssdk"
   npm install --prefix "$jssdk" --no-audit --no-fund --silent "matrix-js-sdk@$jssdk_version"
 fi
-export HEARTH_JSSDK="$jssdk"
 cargo build -q --bin hearth
 
 work="$(mktemp -d)"
@@ -54,7 +53,7 @@ printf 'admin-made-pw\n' > "$work/pw"
 status=0
 "$venv/bin/python" tests/clients/nio_client.py "http://127.0.0.1:$port" || status=$?
 "$venv/bin/python" tests/clients/nio_chat.py "http://127.0.0.1:$port" || status=$?
-node tests/clients/jssdk_client.mjs "http://127.0.0.1:$port" || status=$?
+node tests/clients/jssdk_client.mjs "http://127.0.0.1:$port" "$jssdk" || status=$?
 
 kill -TERM "$pid"
 server_status=0
