@@ -143,6 +143,19 @@ impl Error {
     pub fn invalid_room_state(message: impl Into<String>) -> Self {
         Self::matrix(StatusCode::BAD_REQUEST, "M_INVALID_ROOM_STATE", message)
     }
+    pub fn invalid_signature(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE", message)
+    }
+    /// A key backup request for a version that is not the current one (`current_version` in
+    /// the body, as the spec asks).
+    pub fn wrong_room_keys_version(current: Option<String>) -> Self {
+        Error::Matrix {
+            status: StatusCode::FORBIDDEN,
+            errcode: "M_WRONG_ROOM_KEYS_VERSION",
+            message: "Wrong backup version".into(),
+            extra: Some(json!({ "current_version": current })),
+        }
+    }
     pub fn bad_alias(message: impl Into<String>) -> Self {
         Self::matrix(StatusCode::BAD_REQUEST, "M_BAD_ALIAS", message)
     }

@@ -62,6 +62,8 @@ pub struct RunningServer {
     presence_task: JoinHandle<()>,
     /// Delivers queued pushes to push gateways.
     push_task: JoinHandle<()>,
+    /// Wakes syncs for E2EE key changes.
+    key_change_task: JoinHandle<()>,
     db: Db,
 }
 
@@ -130,6 +132,8 @@ impl Server {
             Arc::downgrade(&services),
             config.push.clone(),
         ));
+        let key_change_task =
+            tokio::spawn(service::e2ee::changes::run_waker(Arc::downgrade(&services)));
 
         let (stop, mut stopped) = watch::channel(false);
         let app = api::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -175,6 +179,7 @@ impl Server {
             admin_task,
             presence_task,
             push_task,
+            key_change_task,
             db,
         })
     }
@@ -208,6 +213,8 @@ impl RunningServer {
         let _ = self.presence_task.await;
         self.push_task.abort();
         let _ = self.push_task.await;
+        self.key_change_task.abort();
+        let _ = self.key_change_task.await;
         if tokio::time::timeout(SHUTDOWN_GRACE, self.http_task)
             .await
             .is_err()

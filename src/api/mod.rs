@@ -91,8 +91,9 @@ impl RouterExt for Router<AppState> {
 /// Every route Hearth serves.
 pub fn router(services: AppState) -> Router {
     use client::{
-        account, account_data, devices, directory, discovery, ephemeral, events, profile,
-        push_rules, pushers, relations, reporting, rooms, search, session, sync, user_directory,
+        account, account_data, backup, devices, directory, discovery, ephemeral, events, keys,
+        profile, push_rules, pushers, relations, reporting, rooms, search, session, sync,
+        user_directory,
     };
     let routes = Router::new()
         // Discovery and capabilities
@@ -157,6 +158,27 @@ pub fn router(services: AppState) -> Router {
         .ruma(account_data::get_tags)
         .ruma(account_data::put_tag)
         .ruma(account_data::delete_tag)
+        // End-to-end encryption: keys, cross-signing, key backup
+        .ruma(keys::upload)
+        .ruma(keys::query)
+        .ruma(keys::claim)
+        .ruma(keys::changes)
+        .ruma(keys::upload_signing_keys)
+        .ruma(keys::upload_signatures)
+        .ruma(backup::create_version)
+        .ruma(backup::latest_version)
+        .ruma(backup::get_version)
+        .ruma(backup::update_version)
+        .ruma(backup::delete_version)
+        .ruma(backup::put_keys)
+        .ruma(backup::put_room_keys)
+        .ruma(backup::put_session_key)
+        .ruma(backup::get_keys)
+        .ruma(backup::get_room_keys)
+        .ruma(backup::get_session_key)
+        .ruma(backup::delete_keys)
+        .ruma(backup::delete_room_keys)
+        .ruma(backup::delete_session_key)
         // Push rules, pushers and notifications
         .ruma(push_rules::get_all)
         .ruma(push_rules::get_global)

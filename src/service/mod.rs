@@ -2,6 +2,7 @@
 
 pub mod account_data;
 pub mod cache;
+pub mod e2ee;
 pub mod egress;
 pub mod ephemeral;
 pub mod keyed_locks;
@@ -48,6 +49,7 @@ pub struct Services {
     pub presence: presence::PresenceService,
     pub egress: egress::Egress,
     pub push: Arc<push::PushService>,
+    pub e2ee: Arc<e2ee::E2eeService>,
 }
 
 impl Services {
@@ -59,7 +61,9 @@ impl Services {
         )?);
         let notifier = Arc::new(notifier::Notifier::default());
         let push = Arc::new(push::PushService::new(&db, notifier.clone())?);
-        let device_hooks: Vec<Arc<dyn sessions::DeviceRemovalHook>> = vec![push.pushers.clone()];
+        let e2ee = e2ee::E2eeService::new(&db);
+        let device_hooks: Vec<Arc<dyn sessions::DeviceHook>> =
+            vec![push.pushers.clone(), e2ee.clone()];
         Ok(Self {
             egress: egress::Egress::new(&config.federation)?,
             rooms: rooms::RoomService::new(
@@ -88,6 +92,7 @@ impl Services {
                 device_hooks,
             ),
             push,
+            e2ee,
             profiles: profiles::ProfileService::new(db.clone()),
             uiaa: uiaa::UiaaService::default(),
             rate_limiter: ratelimit::RateLimiter::new(config.rate_limits.clone()),

@@ -131,6 +131,40 @@ impl KeyCodec for (String, String, String) {
     }
 }
 
+/// Three UTF-8 parts then a number, e.g. (user, device, algorithm, upload count).
+impl KeyCodec for (String, String, String, u64) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        (self.0.clone(), self.1.clone(), self.2.clone()).encode_into(out);
+        out.push(SEPARATOR);
+        out.extend_from_slice(&self.3.to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let split = bytes.len().checked_sub(9)?;
+        (bytes[split] == SEPARATOR).then_some(())?;
+        let (first, second, third) = <(String, String, String)>::decode(&bytes[..split])?;
+        let fourth = u64::from_be_bytes(bytes[split + 1..].try_into().ok()?);
+        Some((first, second, third, fourth))
+    }
+}
+
+/// A UTF-8 part, a number, then two UTF-8 parts, e.g. (user, backup version, room, session).
+impl KeyCodec for (String, u64, String, String) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+        out.push(SEPARATOR);
+        out.extend_from_slice(&self.1.to_be_bytes());
+        (self.2.clone(), self.3.clone()).encode_into(out);
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let split = bytes.iter().position(|b| *b == SEPARATOR)?;
+        let first = std::str::from_utf8(&bytes[..split]).ok()?;
+        let number = bytes.get(split + 1..split + 9)?;
+        let second = u64::from_be_bytes(number.try_into().ok()?);
+        let (third, fourth) = <(String, String)>::decode(bytes.get(split + 9..)?)?;
+        Some((first.to_owned(), second, third, fourth))
+    }
+}
+
 /// The prefix that selects every composite key whose first part is `first`.
 pub fn prefix(first: &str) -> Vec<u8> {
     let mut out = first.as_bytes().to_vec();
@@ -165,6 +199,21 @@ mod tests {
         assert!(key.encode().starts_with(&prefix("@a:x")));
         let key = ("@a:x".to_owned(), "app".to_owned(), "key".to_owned());
         assert_eq!(<(String, String, String)>::decode(&key.encode()), Some(key));
+        let key = ("@a:x".to_owned(), "DEV".to_owned(), "alg".to_owned(), 9u64);
+        assert_eq!(
+            <(String, String, String, u64)>::decode(&key.encode()),
+            Some(key)
+        );
+        let key = (
+            "@a:x".to_owned(),
+            0xFF00u64,
+            "!r:x".to_owned(),
+            "s".to_owned(),
+        );
+        assert_eq!(
+            <(String, u64, String, String)>::decode(&key.encode()),
+            Some(key)
+        );
     }
 
     #[test]

@@ -252,14 +252,17 @@ impl Db {
     pub fn batch(&self) -> Batch {
         Batch {
             inner: rocksdb::WriteBatch::default(),
+            positions: Vec::new(),
         }
     }
 
     /// Commits a batch: all of its writes land, or none.
     pub fn write(&self, batch: Batch) -> StorageResult<()> {
+        let Batch { inner, positions } = batch;
         self.inner
             .rocks
-            .write_opt(batch.inner, &self.inner.write_options)?;
+            .write_opt(inner, &self.inner.write_options)?;
+        drop(positions);
         Ok(())
     }
 
@@ -293,6 +296,19 @@ impl Drop for StreamPosition {
 /// A set of writes committed together by [`Db::write`].
 pub struct Batch {
     inner: rocksdb::WriteBatch,
+    /// Stream positions of rows in this batch, released once it has landed (or is dropped).
+    positions: Vec<StreamPosition>,
+}
+
+impl Batch {
+    /// A new stream position for a row written in this batch, held until the batch lands: code
+    /// that adds to a batch another one writes (hooks) can still take positions safely.
+    pub fn stream_position(&mut self, db: &Db) -> StorageResult<u64> {
+        let position = db.next_stream_position()?;
+        let value = position.position;
+        self.positions.push(position);
+        Ok(value)
+    }
 }
 
 /// A column family seen as a map from `K` to `V` (values are JSON).
@@ -375,6 +391,23 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
             out.push((key, self.decode_value(&value)?));
         }
         Ok(out)
+    }
+
+    /// The first entry (in key order) whose key starts with `prefix`.
+    pub fn first_with_prefix(&self, prefix: &[u8]) -> StorageResult<Option<(K, V)>> {
+        let rocks = &self.db.inner.rocks;
+        let Some(item) = rocks.prefix_iterator_cf(self.db.cf(self.cf), prefix).next() else {
+            return Ok(None);
+        };
+        let (key, value) = item?;
+        if !key.starts_with(prefix) {
+            return Ok(None);
+        }
+        let key = K::decode(&key).ok_or_else(|| StorageError::Corrupt {
+            table: self.cf.name(),
+            detail: "undecodable key".into(),
+        })?;
+        Ok(Some((key, self.decode_value(&value)?)))
     }
 
     /// Up to `limit` entries with `start <= key < end`, ascending, or descending when

@@ -155,6 +155,35 @@ column_families! {
     /// Pushes waiting for delivery to a gateway. Key: a count (u64 BE, so the queue is in
     /// order). Value: `service::push::gateway::PushJob`.
     PushQueue => "push_queue",
+    /// Joins and leaves (only changes of being joined). Key: stream count of the membership
+    /// event. Value: `service::rooms::members::JoinChange`.
+    JoinChanges => "join_changes",
+    /// Device identity keys as uploaded. Key: user id ‖ 0xFF ‖ device id. Value: the JSON.
+    DeviceKeys => "device_keys",
+    /// One-time keys in upload order. Key: user id ‖ 0xFF ‖ device id ‖ 0xFF ‖ algorithm ‖
+    /// 0xFF ‖ upload count (u64 BE). Value: `service::e2ee::StoredOneTimeKey`.
+    OneTimeKeys => "one_time_keys",
+    /// One-time key ids per device. Key: user id ‖ 0xFF ‖ device id ‖ 0xFF ‖ key id. Value:
+    /// the upload count the key is stored under.
+    OneTimeKeyIds => "one_time_key_ids",
+    /// Fallback keys. Key: user id ‖ 0xFF ‖ device id ‖ 0xFF ‖ algorithm. Value:
+    /// `service::e2ee::FallbackKey`.
+    FallbackKeys => "fallback_keys",
+    /// Cross-signing keys. Key: user id ‖ 0xFF ‖ `master` | `self_signing` | `user_signing`.
+    /// Value: the key JSON with the signatures it was uploaded with.
+    CrossSigningKeys => "cross_signing_keys",
+    /// Signatures uploaded later for a key. Key: target user ‖ 0xFF ‖ target key id (device
+    /// id or public key) ‖ 0xFF ‖ signer user. Value: signer key id → signature.
+    KeySignatures => "key_signatures",
+    /// The key-change stream. Key: stream position. Value: the user id whose devices or
+    /// cross-signing keys changed.
+    KeyChanges => "key_changes",
+    /// Key backup versions. Key: user id ‖ 0xFF ‖ version (u64 BE). Value:
+    /// `service::e2ee::backup::BackupVersion`.
+    BackupVersions => "backup_versions",
+    /// Backed-up room keys. Key: user id ‖ 0xFF ‖ version (u64 BE) ‖ room id ‖ 0xFF ‖ session
+    /// id. Value: the key backup data JSON.
+    BackupKeys => "backup_keys",
 }
 
 /// Every table with its key and value types (layouts in [`Cf`]'s documentation).
@@ -164,6 +193,7 @@ pub mod tables {
     use super::{Cf, TableDef};
     use crate::service::{
         account_data::AccountDataRecord,
+        e2ee::{FallbackKey, StoredOneTimeKey, backup::BackupVersion},
         ephemeral::{ReceiptRecord, to_device::ToDeviceMessage},
         push::{
             gateway::PushJob,
@@ -175,6 +205,7 @@ pub mod tables {
         rooms::{
             EventLocation, Membership, RoomRecord,
             aliases::AliasRecord,
+            members::JoinChange,
             relations::{Relation, ThreadRecord},
             state::StateDelta,
         },
@@ -195,6 +226,7 @@ pub mod tables {
     }
 
     type Pair = (String, String);
+    use std::collections::BTreeMap;
 
     tables! {
         SERVER_SIGNING_KEYS: Meta => String => StoredKey,
@@ -234,6 +266,16 @@ pub mod tables {
         NOTIFICATIONS: Notifications => (String, u64) => NotificationRecord,
         PUSHERS: Pushers => (String, String, String) => PusherRecord,
         PUSH_QUEUE: PushQueue => u64 => PushJob,
+        JOIN_CHANGES: JoinChanges => u64 => JoinChange,
+        DEVICE_KEYS: DeviceKeys => Pair => Box<RawValue>,
+        ONE_TIME_KEYS: OneTimeKeys => (String, String, String, u64) => StoredOneTimeKey,
+        ONE_TIME_KEY_IDS: OneTimeKeyIds => (String, String, String) => u64,
+        FALLBACK_KEYS: FallbackKeys => (String, String, String) => FallbackKey,
+        CROSS_SIGNING_KEYS: CrossSigningKeys => Pair => Box<RawValue>,
+        KEY_SIGNATURES: KeySignatures => (String, String, String) => BTreeMap<String, String>,
+        KEY_CHANGES: KeyChanges => u64 => String,
+        BACKUP_VERSIONS: BackupVersions => (String, u64) => BackupVersion,
+        BACKUP_KEYS: BackupKeys => (String, u64, String, String) => Box<RawValue>,
     }
 
     #[cfg(test)]

@@ -2,11 +2,13 @@
 
 pub mod account;
 pub mod account_data;
+pub mod backup;
 pub mod devices;
 pub mod directory;
 pub mod discovery;
 pub mod ephemeral;
 pub mod events;
+pub mod keys;
 pub mod profile;
 pub mod push_rules;
 pub mod pushers;

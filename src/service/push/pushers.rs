@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    service::users::sessions::DeviceRemovalHook,
+    service::users::sessions::DeviceHook,
     storage::{Batch, Db, Table, codec::prefix, tables},
 };
 
@@ -139,7 +139,7 @@ impl Pushers {
     }
 }
 
-impl DeviceRemovalHook for Pushers {
+impl DeviceHook for Pushers {
     fn remove_device_into(
         &self,
         batch: &mut Batch,

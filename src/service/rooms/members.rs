@@ -13,9 +13,20 @@ use crate::{
     storage::{Batch, Db, Table, tables},
 };
 
+/// A user joining or leaving a room (key: the membership event's stream position): the
+/// stream behind "who newly shares a room with me" (`device_lists` in `/sync`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct JoinChange {
+    pub room_id: OwnedRoomId,
+    pub user_id: OwnedUserId,
+    /// Joined (`true`) or stopped being joined (`false`).
+    pub joined: bool,
+}
+
 /// Owns the membership tables.
 pub struct Members {
     db: Db,
+    join_changes: Table<u64, JoinChange>,
     user_rooms: Table<(String, String), Membership>,
     room_members: Table<(String, String), String>,
     public_join_rule: Table<String, bool>,
@@ -28,11 +39,22 @@ impl Members {
     pub fn new(db: &Db, cached: usize) -> Self {
         Self {
             db: db.clone(),
+            join_changes: db.open_table(tables::JOIN_CHANGES),
             user_rooms: db.open_table(tables::USER_ROOMS),
             room_members: db.open_table(tables::ROOM_MEMBERS),
             public_join_rule: db.open_table(tables::PUBLIC_JOIN_RULE),
             heroes: Cache::new(cached),
         }
+    }
+
+    /// Joins and leaves at stream positions `(after, until]`, oldest first.
+    pub fn join_changes(&self, after: u64, until: u64) -> Result<Vec<(u64, JoinChange)>> {
+        use crate::storage::KeyCodec;
+        let (start, end) = (
+            after.saturating_add(1).encode(),
+            until.saturating_add(1).encode(),
+        );
+        Ok(self.join_changes.range(&start, &end, false, usize::MAX)?)
     }
 
     /// A user's membership record in a room.
@@ -208,10 +230,21 @@ impl Members {
         );
         let previous = self.user_rooms.get(&key)?.map(|m| m.membership);
         let was = |state: &str| previous.as_deref() == Some(state);
-        match (was("join"), membership == "join") {
-            (false, true) => room.joined_members += 1,
-            (true, false) => room.joined_members = room.joined_members.saturating_sub(1),
-            _ => {}
+        let joined = membership == "join";
+        if was("join") != joined {
+            if joined {
+                room.joined_members += 1;
+            } else {
+                room.joined_members = room.joined_members.saturating_sub(1);
+            }
+            if let Ok(user_id) = UserId::parse(state_key) {
+                let change = JoinChange {
+                    room_id: stored.room_id.clone(),
+                    user_id,
+                    joined,
+                };
+                self.join_changes.put(batch, &count, &change);
+            }
         }
         match (was("invite"), membership == "invite") {
             (false, true) => room.invited_members += 1,

@@ -14,7 +14,8 @@
 //! - `presence`: presence of the user's room mates;
 //! - `account_data`: global account data, and per-room account data handed on to `rooms`;
 //! - `rooms`: joined, invited, knocked and left rooms (their timelines in `timeline`, their
-//!   state in `room_state`).
+//!   state in `room_state`);
+//! - `device_lists`: whose E2EE keys changed, and the device's one-time key counts.
 //!
 //! [`Services::build_sync`] reads the watermark (`next_batch`) once, before any store is read,
 //! and then calls the providers in the order above, which is the order the stores are read
@@ -30,6 +31,7 @@
 //! `render` writes the document straight into one buffer, `filter` reads sync filters.
 
 mod account_data;
+mod device_lists;
 mod filter;
 mod presence;
 mod render;
@@ -87,6 +89,7 @@ impl Services {
         presence::provide(&ctx, &mut body)?;
         let room_account_data = account_data::provide(&ctx, &mut body)?;
         rooms::provide(&ctx, room_account_data, &mut body)?;
+        device_lists::provide(&ctx, &mut body)?;
         let has_updates = body.has_updates();
         Ok(SyncResponse {
             body: body.render(now_millis())?,

@@ -63,6 +63,13 @@ pub(super) struct SyncBody {
     pub account_data: Vec<Value>,
     pub to_device: Vec<Value>,
     pub presence: Vec<Value>,
+    /// `device_lists`: users whose keys to refetch, and users no longer sharing a room.
+    pub device_lists_changed: Vec<String>,
+    pub device_lists_left: Vec<String>,
+    /// The syncing device's unclaimed one-time keys per algorithm (always sent).
+    pub one_time_key_counts: BTreeMap<String, u64>,
+    /// The syncing device's fallback key algorithms not claimed yet (always sent).
+    pub unused_fallback_key_types: Vec<String>,
 }
 
 /// Appends JSON pieces to a buffer.
@@ -190,7 +197,9 @@ impl SyncBody {
             && self.knock.is_empty()
             && self.account_data.is_empty()
             && self.to_device.is_empty()
-            && self.presence.is_empty())
+            && self.presence.is_empty()
+            && self.device_lists_changed.is_empty()
+            && self.device_lists_left.is_empty())
     }
 
     /// The response document; pre-rendered events get `unsigned.age` relative to `now`.
@@ -226,6 +235,14 @@ impl SyncBody {
         w.events(&self.to_device)?;
         w.raw(",\"presence\":");
         w.events(&self.presence)?;
+        w.raw(",\"device_lists\":{\"changed\":");
+        w.value(&self.device_lists_changed)?;
+        w.raw(",\"left\":");
+        w.value(&self.device_lists_left)?;
+        w.raw("},\"device_one_time_keys_count\":");
+        w.value(&self.one_time_key_counts)?;
+        w.raw(",\"device_unused_fallback_key_types\":");
+        w.value(&self.unused_fallback_key_types)?;
         w.raw("}");
         Ok(w.out)
     }
@@ -296,6 +313,10 @@ mod tests {
             account_data: vec![],
             to_device: vec![json!({ "type": "x" })],
             presence: vec![],
+            device_lists_changed: vec!["@b:example.org".into()],
+            device_lists_left: vec![],
+            one_time_key_counts: BTreeMap::from([("signed_curve25519".to_owned(), 3)]),
+            unused_fallback_key_types: vec![],
         };
         let parsed: Value = serde_json::from_slice(&body.render(1500).unwrap()).unwrap();
         let room = &parsed["rooms"]["join"]["!r:example.org"];
@@ -327,5 +348,11 @@ mod tests {
         assert_eq!(parsed["to_device"]["events"][0]["type"], "x");
         assert_eq!(parsed["presence"]["events"], json!([]));
         assert_eq!(parsed["rooms"]["invite"], json!({}));
+        assert_eq!(
+            parsed["device_lists"],
+            json!({ "changed": ["@b:example.org"], "left": [] })
+        );
+        assert_eq!(parsed["device_one_time_keys_count"]["signed_curve25519"], 3);
+        assert_eq!(parsed["device_unused_fallback_key_types"], json!([]));
     }
 }

@@ -74,9 +74,19 @@ pub struct IssuedTokens {
     pub expires_in_ms: Option<u64>,
 }
 
-/// Data of other services that belongs to a device and goes with it (pushers; later E2EE
-/// device keys): removed in the same batch as the device itself.
-pub trait DeviceRemovalHook: Send + Sync {
+/// What other services keep per device (pushers, E2EE keys) follows the device: each hook
+/// hears of a new device and of a removed one, in the same batch as the device row itself.
+pub trait DeviceHook: Send + Sync {
+    /// A device was created (a new login or registration).
+    fn device_added_into(
+        &self,
+        _batch: &mut Batch,
+        _user: &UserId,
+        _device: &DeviceId,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// A device was removed (logout, deletion, password change, deactivation).
     fn remove_device_into(&self, batch: &mut Batch, user: &UserId, device: &DeviceId)
     -> Result<()>;
 }
@@ -96,8 +106,8 @@ pub struct SessionService {
     device_lock: Mutex<()>,
     /// Bumped whenever tokens are deleted; long-lived connections watch it.
     revoked: tokio::sync::watch::Sender<u64>,
-    /// What else a removed device takes with it.
-    removal_hooks: Vec<std::sync::Arc<dyn DeviceRemovalHook>>,
+    /// What else follows a device (see [`DeviceHook`]).
+    removal_hooks: Vec<std::sync::Arc<dyn DeviceHook>>,
 }
 
 fn token_hash(token: &str) -> [u8; 32] {
@@ -119,7 +129,7 @@ impl SessionService {
     pub fn new(
         db: Db,
         access_token_lifetime_secs: u64,
-        removal_hooks: Vec<std::sync::Arc<dyn DeviceRemovalHook>>,
+        removal_hooks: Vec<std::sync::Arc<dyn DeviceHook>>,
     ) -> Self {
         Self {
             devices: db.open_table(tables::DEVICES),
@@ -193,6 +203,7 @@ impl SessionService {
         let device_id = device_id.unwrap_or_else(DeviceId::new);
         let key = device_key(user_id, &device_id);
         let existing = self.devices.get(&key)?;
+        let existing_is_none = existing.is_none();
         if let Some(old) = &existing {
             self.delete_device_tokens(batch, old);
         }
@@ -213,6 +224,11 @@ impl SessionService {
             refresh_token_hash: refresh_token.as_deref().map(|t| hex::encode(token_hash(t))),
             previous_refresh_token_hash: None,
         };
+        if existing_is_none {
+            for hook in &self.removal_hooks {
+                hook.device_added_into(batch, user_id, &device_id)?;
+            }
+        }
         self.devices.put(batch, &key, &record);
         self.access_tokens.put(
             batch,
