@@ -199,7 +199,7 @@ impl RunningServer {
         self.federation_addr
     }
 
-    /// Stops accepting requests, lets in-flight ones finish, flushes and closes the database.
+    /// Stops accepting requests, lets in-flight ones finish, syncs and closes the database.
     /// When this returns, the data dir can be opened again.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);

@@ -9,6 +9,7 @@ mod common;
 mod devices;
 mod directory;
 mod discovery;
+mod e2ee;
 mod ephemeral;
 mod errors;
 mod federation;

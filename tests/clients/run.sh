@@ -3,7 +3,8 @@
 # creates a user through the admin socket, matrix-nio (PyPI) registers another, logs in, reads
 # and writes the profile, lists devices and logs out; two nio clients then chat (room, invite,
 # messages both ways, typing, read receipts); matrix-js-sdk (npm, the SDK inside Element Web)
-# starts two clients as Element does and chats; then the server must stop cleanly on SIGTERM.
+# starts two clients as Element does and chats, then chats end-to-end encrypted with its Rust
+# crypto (new devices, cross-signing, key backup); then the server must stop cleanly on SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
@@ -54,6 +55,7 @@ status=0
 "$venv/bin/python" tests/clients/nio_client.py "http://127.0.0.1:$port" || status=$?
 "$venv/bin/python" tests/clients/nio_chat.py "http://127.0.0.1:$port" || status=$?
 node tests/clients/jssdk_client.mjs "http://127.0.0.1:$port" "$jssdk" || status=$?
+node tests/clients/jssdk_e2ee.mjs "http://127.0.0.1:$port" "$jssdk" || status=$?
 
 kill -TERM "$pid"
 server_status=0

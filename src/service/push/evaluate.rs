@@ -61,7 +61,9 @@ impl PushService {
     ) -> Result<Evaluated> {
         let raw: Raw<()> = Raw::from_json(event.json.to_owned());
         let flat = FlattenedJson::from_raw(&raw);
-        let has_body = flat.get_str("content.body").is_some();
+        // The legacy display-name rule is the only one that reads the member's display name,
+        // and it stands aside for events with `m.mentions` (as ruma evaluates it).
+        let may_test_name = flat.get_str("content.body").is_some() && !flat.contains_mentions();
         let mut context = PushConditionRoomCtx::new(
             room.room_id.clone(),
             ruma::UInt::new_saturating(room.member_count),
@@ -76,7 +78,7 @@ impl PushService {
             }
             let record = self.rules.record(user)?;
             context.user_id.clone_from(user);
-            context.user_display_name = if has_body && tests_display_name(&record.global) {
+            context.user_display_name = if may_test_name && tests_display_name(&record.global) {
                 display_name(user)?.unwrap_or_default()
             } else {
                 String::new()

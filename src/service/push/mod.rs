@@ -3,6 +3,7 @@
 //! out (`notifications`: unread counts and `GET /notifications`), and their delivery through
 //! the users' pushers (`pushers`) to push gateways (`gateway`, `payload`).
 
+pub mod defaults;
 pub mod evaluate;
 pub mod gateway;
 pub use listing::NotificationPage;

@@ -61,7 +61,7 @@ impl PushRules {
         let record = Arc::new(match self.table.get(&user.as_str().to_owned())? {
             Some(record) => record,
             None => PushRulesRecord {
-                global: Ruleset::server_default(user),
+                global: super::defaults::server_default(user),
                 position: 0,
             },
         });
@@ -222,7 +222,7 @@ mod tests {
         let user: OwnedUserId = "@a:x".try_into().expect("user id");
         let old: ruma::OwnedRoomId = "!old:x".try_into().expect("room id");
         let new: ruma::OwnedRoomId = "!new:x".try_into().expect("room id");
-        let mut rules = Ruleset::server_default(&user);
+        let mut rules = crate::service::push::defaults::server_default(&user);
         rules
             .insert(
                 NewPushRule::Room(NewSimplePushRule::new(old.clone(), vec![])),

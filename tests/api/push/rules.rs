@@ -28,7 +28,9 @@ async fn every_user_starts_with_the_spec_defaults() {
         ".m.rule.invite_for_me",
         ".m.rule.member_event",
         ".m.rule.is_user_mention",
+        ".m.rule.contains_display_name",
         ".m.rule.is_room_mention",
+        ".m.rule.roomnotif",
         ".m.rule.tombstone",
         ".m.rule.reaction",
         ".m.rule.room.server_acl",
@@ -52,6 +54,11 @@ async fn every_user_starts_with_the_spec_defaults() {
             "{id} missing: {underrides:?}"
         );
     }
+    assert_eq!(
+        rule_ids(&rules, "content"),
+        [".m.rule.contains_user_name"],
+        "the legacy user-name rule"
+    );
     // The user mention rule names this user.
     let mention = rules["global"]["override"]
         .as_array()
