@@ -141,8 +141,9 @@ step("bob sees alice's cross-signing keys");
 
 // Key backup: created, filled, restored on a new device of Alice.
 await alice.getCrypto().resetKeyBackup();
-const backupInfo = await alice.getCrypto().getKeyBackupInfo();
-if (!backupInfo?.version) fail("no backup version after resetKeyBackup");
+const check = await alice.getCrypto().checkKeyBackupAndEnable();
+const backupInfo = check?.backupInfo;
+if (!backupInfo?.version) fail(`no backup version after resetKeyBackup: ${JSON.stringify(check)}`);
 await within(30000, "room keys reaching the backup", async () => {
   const keys = await api("GET", `/_matrix/client/v3/room_keys/keys?version=${backupInfo.version}`, aliceSession.access_token);
   return Object.keys(keys.rooms?.[roomId]?.sessions ?? {}).length > 0;
