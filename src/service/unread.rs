@@ -21,7 +21,6 @@ use serde_json::{Value, value::RawValue};
 use crate::{
     error::{Error, Result},
     service::{Services, rooms::relations::relation_in},
-    storage::KeyCodec,
 };
 
 /// How many (user, room) counts are kept in memory (a few hundred bytes each).
@@ -77,7 +76,7 @@ impl Services {
     ) -> Result<UnreadCounts> {
         let key = (user.to_owned(), room.to_owned());
         // Read before scanning: a redaction landing during the scan then forces a recount.
-        let redactions = self.rooms.redaction_count();
+        let redactions = self.rooms.timeline.redaction_count();
         let lookup = self.ephemeral.unread.get(&key);
         let mut state = match lookup.value {
             Some(cached)
@@ -122,7 +121,7 @@ impl Services {
     ) -> Result<u64> {
         let mut position = since_join;
         for event in self.ephemeral.read_receipts(room, user, thread)? {
-            if let Some(location) = self.rooms.location(&event)? {
+            if let Some(location) = self.rooms.timeline.location(&event)? {
                 position = position.max(location.count);
             }
         }
@@ -138,9 +137,9 @@ impl Services {
         until: u64,
         state: &mut UnreadState,
     ) -> Result<()> {
-        let rows = self.rooms.timeline_range(
-            &(short_room, state.scanned_to.saturating_add(1)).encode(),
-            &(short_room, until.saturating_add(1)).encode(),
+        let rows = self.rooms.timeline.rows_newest_first(
+            short_room,
+            (state.scanned_to.saturating_add(1), until.saturating_add(1)),
         );
         for row in rows {
             let ((_, count), raw) = row?;

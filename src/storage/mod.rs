@@ -396,7 +396,7 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
         start: &[u8],
         end: &[u8],
         backward: bool,
-    ) -> impl Iterator<Item = StorageResult<(K, V)>> + '_ {
+    ) -> impl Iterator<Item = StorageResult<(K, V)>> + use<'_, K, V> {
         self.iter_range_raw(start, end, backward).map(move |item| {
             let (key, value) = item?;
             Ok((key, self.decode_value(&value)?))
@@ -404,13 +404,14 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
     }
 
     /// Like [`Table::iter_range`], with each value's stored JSON bytes undecoded, for callers
-    /// that parse them into a type of their own.
+    /// that parse them into a type of their own. The bounds are copied: the iterator borrows
+    /// only the table.
     pub fn iter_range_raw(
         &self,
         start: &[u8],
         end: &[u8],
         backward: bool,
-    ) -> impl Iterator<Item = StorageResult<(K, Box<[u8]>)>> + '_ {
+    ) -> impl Iterator<Item = StorageResult<(K, Box<[u8]>)>> + use<'_, K, V> {
         use rocksdb::IteratorMode;
         // An inverted range is empty (RocksDB wants lower <= upper).
         let end = end.max(start);

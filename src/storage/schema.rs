@@ -73,7 +73,8 @@ column_families! {
     RefreshTokens => "refresh_tokens",
     /// Room id → short room id. Key: room id. Value: u64.
     RoomShortIds => "room_short_ids",
-    /// Event id → where the event lives. Key: event id. Value: `service::rooms::EventLocation`.
+    /// Event id → where the event lives. Key: event id. Value:
+    /// `service::rooms::timeline::EventLocation`.
     EventIndex => "event_index",
     /// Short event id → event id. Key: u64. Value: event id string.
     EventIdsByShort => "event_ids_by_short",
@@ -91,7 +92,7 @@ column_families! {
     StateSnapshots => "state_snapshots",
     /// State before each event. Key: short event id. Value: short state hash.
     EventStateBefore => "event_state_before",
-    /// Per-room bookkeeping. Key: short room id. Value: `service::rooms::RoomRecord`
+    /// Per-room bookkeeping. Key: short room id. Value: `service::rooms::registry::RoomRecord`
     /// (version, current snapshot, forward extremities, depth).
     Rooms => "rooms",
     /// Current room state. Key: short room id ‖ short state key (16 bytes). Value: short event id.

@@ -78,7 +78,7 @@ pub async fn get_global(
 }
 
 fn ensure_room(services: &Services, room_id: &RoomId) -> Result<()> {
-    if services.rooms.room(room_id)?.is_none() {
+    if services.rooms.registry.room(room_id)?.is_none() {
         return Err(Error::not_found("Unknown room"));
     }
     Ok(())

@@ -80,7 +80,7 @@ pub async fn get_visibility(
     let room_id = request.body.room_id;
     let public = services
         .blocking(move |s| {
-            if s.rooms.room(&room_id)?.is_none() {
+            if s.rooms.registry.room(&room_id)?.is_none() {
                 return Err(Error::not_found("Unknown room"));
             }
             s.aliases.is_public(&room_id)
@@ -100,7 +100,7 @@ pub async fn set_visibility(
     let public = body.visibility == Visibility::Public;
     services
         .blocking(move |s| {
-            if s.rooms.room(&body.room_id)?.is_none() {
+            if s.rooms.registry.room(&body.room_id)?.is_none() {
                 return Err(Error::not_found("Unknown room"));
             }
             if !s

@@ -263,6 +263,7 @@ impl Services {
         }
         if self
             .rooms
+            .timeline
             .get_pdu(event_id)?
             .is_none_or(|pdu| pdu.room_id != room)
         {

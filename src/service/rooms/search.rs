@@ -173,7 +173,7 @@ impl RoomService {
         rooms.sort();
         let mut hits = Vec::new();
         for room_id in rooms {
-            let Some((short_room, _)) = self.room(&room_id)? else {
+            let Some((short_room, _)) = self.registry.room(&room_id)? else {
                 continue;
             };
             for count in self
@@ -183,10 +183,10 @@ impl RoomService {
                 if hits.len() >= MAX_HITS {
                     break;
                 }
-                let Some(pdu) = self.pdu_at(short_room, count)? else {
+                let Some(pdu) = self.timeline.pdu_at(short_room, count)? else {
                     continue;
                 };
-                let Some(location) = self.location(&pdu.event_id)? else {
+                let Some(location) = self.timeline.location(&pdu.event_id)? else {
                     continue;
                 };
                 if !query.filter.matches(&pdu)
