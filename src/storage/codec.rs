@@ -1,7 +1,9 @@
 //! Key codec: the single place that turns typed keys into RocksDB bytes and back.
 //!
 //! Composite keys join their parts with 0xFF, a byte that never occurs in UTF-8, so a prefix
-//! scan over the first part finds exactly its rows and byte order follows part order.
+//! scan over the first part finds exactly its rows and byte order follows part order. Numbers
+//! are 8 bytes big-endian (numeric order is byte order) and come last. The named key types of
+//! single tables are in [`super::keys`], built from [`push_text`] and [`KeyReader`].
 
 /// Separator between the parts of a composite key.
 pub const SEPARATOR: u8 = 0xFF;
@@ -98,9 +100,61 @@ impl KeyCodec for (String, String) {
 
 /// The prefix that selects every composite key whose first part is `first`.
 pub fn prefix(first: &str) -> Vec<u8> {
-    let mut out = first.as_bytes().to_vec();
-    out.push(SEPARATOR);
+    prefix_of(&[first])
+}
+
+/// The prefix that selects every composite key whose first parts are `parts`.
+pub fn prefix_of(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        push_text(&mut out, part);
+    }
     out
+}
+
+/// The smallest encoded key greater than `key`: where a range scan resumes after it.
+pub fn just_after(key: &impl KeyCodec) -> Vec<u8> {
+    let mut out = key.encode();
+    out.push(0);
+    out
+}
+
+/// Appends a UTF-8 part followed by the separator (a part of a composite key that is not its
+/// last).
+pub fn push_text(out: &mut Vec<u8>, part: &str) {
+    out.extend_from_slice(part.as_bytes());
+    out.push(SEPARATOR);
+}
+
+/// Reads a composite key part by part, in the order it was written: UTF-8 parts end at the
+/// separator, a number is the last 8 bytes.
+pub struct KeyReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> KeyReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes }
+    }
+
+    /// The next UTF-8 part (written by [`push_text`]).
+    pub fn text(&mut self) -> Option<String> {
+        let end = self.rest.iter().position(|b| *b == SEPARATOR)?;
+        let part = std::str::from_utf8(&self.rest[..end]).ok()?;
+        self.rest = &self.rest[end + 1..];
+        Some(part.to_owned())
+    }
+
+    /// The last part as UTF-8 (it carries no separator).
+    pub fn last_text(self) -> Option<String> {
+        (!self.rest.contains(&SEPARATOR)).then_some(())?;
+        String::from_utf8(self.rest.to_vec()).ok()
+    }
+
+    /// The last part as a big-endian number.
+    pub fn last_u64(self) -> Option<u64> {
+        u64::decode(self.rest)
+    }
 }
 
 #[cfg(test)]
