@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod account_data;
+pub mod convert;
 pub mod devices;
 pub mod directory;
 pub mod discovery;

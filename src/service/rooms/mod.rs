@@ -36,7 +36,7 @@ use ruma::{
     room_version_rules::RoomVersionRules,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 
 pub use pdu::Pdu;
 pub use registry::RoomRecord;
@@ -223,9 +223,4 @@ impl RoomService {
         self.notifier.wake(users.iter().map(|u| &**u));
         Ok(())
     }
-}
-
-/// Serialize raw content for ruma APIs that take `&RawValue`.
-pub fn raw(value: &Value) -> Result<Box<RawValue>> {
-    serde_json::value::to_raw_value(value).map_err(Error::internal)
 }

@@ -13,12 +13,8 @@ use crate::{
     util::now_millis,
 };
 
-/// Direction of `/messages`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Backward,
-    Forward,
-}
+/// Direction of `/messages`, `/relations` and `/timestamp_to_event`: ruma's own.
+pub use ruma::api::Direction;
 
 pub use super::filter::EventFilter;
 
@@ -306,7 +302,7 @@ impl RoomService {
         room_id: &RoomId,
         ts: u64,
         direction: Direction,
-    ) -> Result<(String, u64)> {
+    ) -> Result<(ruma::OwnedEventId, ruma::MilliSecondsSinceUnixEpoch)> {
         self.ensure_may_read(&session.user_id, room_id)?;
         let (short_room, _) = self
             .registry
@@ -348,7 +344,7 @@ impl RoomService {
                 Direction::Backward => sent <= ts,
             };
             if right_side && self.user_can_see(&session.user_id, &pdu, &location)? {
-                return Ok((pdu.event_id.to_string(), sent));
+                return Ok((pdu.event_id.clone(), pdu.origin_server_ts));
             }
         }
         Err(Error::not_found("No event found in that direction"))

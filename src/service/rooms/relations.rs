@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
-    error::{Error, Result},
+    error::Result,
     service::{
         cache::Cache,
         rooms::{EventLocation, Pdu, RoomService, read::Direction},
@@ -258,21 +258,16 @@ impl RoomService {
     }
 
     /// `GET /rooms/{roomId}/threads`: thread roots by latest activity; `participated` keeps
-    /// those the user took part in. The token is an offset.
+    /// those the user took part in. The token is an offset (`from`).
     pub fn threads_for_user(
         &self,
         session: &Session,
         room_id: &RoomId,
         participated_only: bool,
-        from: Option<&str>,
+        offset: Option<usize>,
         limit: usize,
     ) -> Result<RelationsPage> {
-        let offset = match from {
-            Some(token) => token
-                .parse::<usize>()
-                .map_err(|_| Error::invalid_param("Invalid from token"))?,
-            None => 0,
-        };
+        let offset = offset.unwrap_or(0);
         let mut threads = self.relation_index.threads_of(room_id)?;
         threads.sort_by_key(|(_, thread)| std::cmp::Reverse(thread.latest_count));
         let mut chunk = Vec::new();
