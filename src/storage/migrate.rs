@@ -5,7 +5,7 @@
 use serde_json::value::RawValue;
 
 use super::{
-    Batch, Cf, Db, SCHEMA_VERSION_KEY, StorageResult, Table,
+    Batch, Cf, Db, KeyCodec, SCHEMA_VERSION_KEY, StorageResult, Table,
     keys::{AccountDataKey, ReceiptKey, SearchKey, ToDeviceKey},
 };
 
@@ -82,10 +82,10 @@ fn to_device_transaction_ids_apart(db: &Db) -> StorageResult<()> {
 /// a new one (a new key has more 0xFF bytes before its last part), so no write undoes another.
 fn typed_keys_without_nul(db: &Db) -> StorageResult<()> {
     let mut batch = db.batch();
-    rekey_account_data(db, &mut batch)?;
-    rekey_receipts(db, &mut batch)?;
-    rekey_to_device(db, &mut batch)?;
-    rekey_search_index(db, &mut batch)?;
+    rekey(db, &mut batch, Cf::AccountData, account_data_key)?;
+    rekey(db, &mut batch, Cf::Receipts, receipt_key)?;
+    rekey(db, &mut batch, Cf::ToDevice, to_device_key)?;
+    rekey(db, &mut batch, Cf::SearchIndex, search_key)?;
     batch
         .inner
         .put_cf(db.cf(Cf::Meta), SCHEMA_VERSION_KEY, 4u64.to_be_bytes());
@@ -95,103 +95,86 @@ fn typed_keys_without_nul(db: &Db) -> StorageResult<()> {
 /// Values copied byte for byte.
 type Raw = Box<RawValue>;
 
-/// A row the old code could never have read back: dropped, and said so.
-fn dropped(table: &'static str, key: &str) {
-    tracing::warn!(table, key, "unreadable schema-3 row dropped in migration");
-}
-
-/// `user ‖ room\0type` (empty room: global) → [`AccountDataKey`]. The old reader split at the
-/// first U+0000, and so does this.
-fn rekey_account_data(db: &Db, batch: &mut Batch) -> StorageResult<()> {
-    let old: Table<(String, String), Raw> = db.table(Cf::AccountData);
-    let new: Table<AccountDataKey, Raw> = db.table(Cf::AccountData);
-    for ((user, scoped), value) in old.scan_all()? {
-        old.delete(batch, &(user.clone(), scoped.clone()));
-        let Some((room, kind)) = scoped.split_once('\0') else {
-            dropped("account_data", &scoped);
-            continue;
-        };
-        let key = AccountDataKey {
-            user,
-            room: Some(room.to_owned()).filter(|room| !room.is_empty()),
-            kind: kind.to_owned(),
-        };
-        new.put(batch, &key, &value);
+/// Moves every row of `cf` from its old key (`Old`) to the key `new_key` makes of it, value
+/// unchanged. A row it makes none of is one the old code could not have read back either:
+/// dropped, and said so.
+fn rekey<Old, New>(
+    db: &Db,
+    batch: &mut Batch,
+    cf: Cf,
+    new_key: impl Fn(&Old, &RawValue) -> Option<New>,
+) -> StorageResult<()>
+where
+    Old: KeyCodec + std::fmt::Debug,
+    New: KeyCodec,
+{
+    let old: Table<Old, Raw> = db.table(cf);
+    let new: Table<New, Raw> = db.table(cf);
+    for (key, value) in old.scan_all()? {
+        old.delete(batch, &key);
+        match new_key(&key, &value) {
+            Some(rekeyed) => new.put(batch, &rekeyed, &value),
+            None => tracing::warn!(
+                table = cf.name(),
+                ?key,
+                "unreadable row dropped in migration"
+            ),
+        }
     }
     Ok(())
 }
 
+/// `user ‖ room\0type` (empty room: global) → [`AccountDataKey`]. The old reader split at the
+/// first U+0000, and so does this.
+fn account_data_key((user, scoped): &(String, String), _: &RawValue) -> Option<AccountDataKey> {
+    let (room, kind) = scoped.split_once('\0')?;
+    let room = Some(room.to_owned()).filter(|room| !room.is_empty());
+    Some(AccountDataKey {
+        user: user.clone(),
+        room,
+        kind: kind.to_owned(),
+    })
+}
+
 /// `room ‖ user\0type\0thread` → [`ReceiptKey`]. The parts are taken from the stored record,
 /// which holds each of them whole (a thread id could hold U+0000; the record is unambiguous).
-fn rekey_receipts(db: &Db, batch: &mut Batch) -> StorageResult<()> {
+fn receipt_key((room, _): &(String, String), value: &RawValue) -> Option<ReceiptKey> {
     #[derive(serde::Deserialize)]
     struct Parts {
         user_id: String,
         receipt_type: String,
         thread_id: Option<String>,
     }
-    let old: Table<(String, String), Raw> = db.table(Cf::Receipts);
-    let new: Table<ReceiptKey, Raw> = db.table(Cf::Receipts);
-    for ((room, rest), value) in old.scan_all()? {
-        old.delete(batch, &(room.clone(), rest.clone()));
-        let Ok(parts) = serde_json::from_str::<Parts>(value.get()) else {
-            dropped("receipts", &rest);
-            continue;
-        };
-        let key = ReceiptKey {
-            room,
-            user: parts.user_id,
-            receipt_type: parts.receipt_type,
-            thread: parts.thread_id.unwrap_or_default(),
-        };
-        new.put(batch, &key, &value);
-    }
-    Ok(())
+    let parts: Parts = serde_json::from_str(value.get()).ok()?;
+    Some(ReceiptKey {
+        room: room.clone(),
+        user: parts.user_id,
+        receipt_type: parts.receipt_type,
+        thread: parts.thread_id.unwrap_or_default(),
+    })
 }
 
 /// `user ‖ device\0` + 20 digits → [`ToDeviceKey`]. The digits are last, so the device id is
 /// everything before the last U+0000.
-fn rekey_to_device(db: &Db, batch: &mut Batch) -> StorageResult<()> {
-    let old: Table<(String, String), Raw> = db.table(Cf::ToDevice);
-    let new: Table<ToDeviceKey, Raw> = db.table(Cf::ToDevice);
-    for ((user, rest), value) in old.scan_all()? {
-        old.delete(batch, &(user.clone(), rest.clone()));
-        let parsed = rest
-            .rsplit_once('\0')
-            .and_then(|(device, digits)| Some((device, digits.parse::<u64>().ok()?)));
-        let Some((device, position)) = parsed else {
-            dropped("to_device", &rest);
-            continue;
-        };
-        let key = ToDeviceKey {
-            user,
-            device: device.to_owned(),
-            position,
-        };
-        new.put(batch, &key, &value);
-    }
-    Ok(())
+fn to_device_key((user, rest): &(String, String), _: &RawValue) -> Option<ToDeviceKey> {
+    let (device, digits) = rest.rsplit_once('\0')?;
+    let position = digits.parse().ok()?;
+    Some(ToDeviceKey {
+        user: user.clone(),
+        device: device.to_owned(),
+        position,
+    })
 }
 
 /// `room\0token ‖ count` → [`SearchKey`]. Tokens are alphanumeric, so the first U+0000 ends the
 /// room id.
-fn rekey_search_index(db: &Db, batch: &mut Batch) -> StorageResult<()> {
-    let old: Table<(String, u64), Raw> = db.table(Cf::SearchIndex);
-    let new: Table<SearchKey, Raw> = db.table(Cf::SearchIndex);
-    for ((scoped, count), value) in old.scan_all()? {
-        old.delete(batch, &(scoped.clone(), count));
-        let Some((room, token)) = scoped.split_once('\0') else {
-            dropped("search_index", &scoped);
-            continue;
-        };
-        let key = SearchKey {
-            room: room.to_owned(),
-            token: token.to_owned(),
-            count,
-        };
-        new.put(batch, &key, &value);
-    }
-    Ok(())
+fn search_key((scoped, count): &(String, u64), _: &RawValue) -> Option<SearchKey> {
+    let (room, token) = scoped.split_once('\0')?;
+    Some(SearchKey {
+        room: room.to_owned(),
+        token: token.to_owned(),
+        count: *count,
+    })
 }
 
 #[cfg(test)]
@@ -282,6 +265,8 @@ mod tests {
             (&a, "\0m.direct", 5),
             (&a, "!r:x\0m.tag", 6),
             (&"@b:x".to_owned(), "\0m.direct", 7),
+            // No U+0000: the old code never read it back; the migration drops it.
+            (&a, "unreadable", 8),
         ] {
             let record = json!({ "content": { "n": position }, "position": position });
             account_data.put(batch, &(user.clone(), scoped.to_owned()), &record);
@@ -331,7 +316,8 @@ mod tests {
             schema_version(&db).as_deref(),
             Some(&4u64.to_be_bytes()[..])
         );
-        // Every row decodes as its new key type (an old key left behind would not).
+        // Every row decodes as its new key type (an old key left behind would not), and the
+        // unreadable account data row is gone.
         let rows = [
             db.open_table(tables::ACCOUNT_DATA)
                 .scan_all()
