@@ -305,11 +305,6 @@ mod tests {
 
     #[test]
     fn a_schema_3_database_reads_back_through_typed_keys() {
-        use crate::service::{
-            account_data::AccountDataService, ephemeral::EphemeralService,
-            ephemeral::to_device::ToDeviceService, rooms::search::SearchIndex,
-            users::sessions::Session,
-        };
         let dir = database_at(3, schema_3_rows);
         let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
         assert_eq!(
@@ -318,90 +313,105 @@ mod tests {
         );
         // Every row decodes as its new key type (an old key left behind would not), and the
         // unreadable account data row is gone.
-        let rows = [
+        assert_eq!(
             db.open_table(tables::ACCOUNT_DATA)
                 .scan_all()
                 .unwrap()
                 .len(),
-            db.open_table(tables::RECEIPTS).scan_all().unwrap().len(),
+            3
+        );
+        assert_eq!(db.open_table(tables::RECEIPTS).scan_all().unwrap().len(), 3);
+        assert_eq!(
             db.open_table(tables::TO_DEVICE).scan_all().unwrap().len(),
+            3
+        );
+        assert_eq!(
             db.open_table(tables::SEARCH_INDEX)
                 .scan_all()
                 .unwrap()
                 .len(),
-        ];
-        assert_eq!(rows, [3, 3, 3, 3]);
-        let (a, room) = (user("@a:x"), ruma::room_id!("!r:x"));
+            3
+        );
+        account_data_reads_back(&db);
+        receipts_read_back(&db);
+        to_device_reads_back(&db);
+        search_index_reads_back(&db);
+    }
 
-        let account_data = AccountDataService::new(db.clone(), Default::default());
-        assert_eq!(
-            account_data.get(&a, None, "m.direct").unwrap(),
-            Some(json!({ "n": 5 }))
-        );
-        assert_eq!(
-            account_data.get(&a, Some(room), "m.tag").unwrap(),
-            Some(json!({ "n": 6 }))
-        );
+    fn room() -> &'static ruma::RoomId {
+        ruma::room_id!("!r:x")
+    }
+
+    fn alice() -> ruma::OwnedUserId {
+        ruma::UserId::parse("@a:x").unwrap()
+    }
+
+    fn account_data_reads_back(db: &Db) {
+        let account_data =
+            crate::service::account_data::AccountDataService::new(db.clone(), Default::default());
+        let a = alice();
+        let get = |room, kind| account_data.get(&a, room, kind).unwrap();
+        assert_eq!(get(None, "m.direct"), Some(json!({ "n": 5 })));
+        assert_eq!(get(Some(room()), "m.tag"), Some(json!({ "n": 6 })));
         let changed = account_data.changed_since(&a, Some(5), u64::MAX).unwrap();
-        assert_eq!(
-            changed,
-            vec![(Some(room.to_owned()), "m.tag".to_owned(), json!({ "n": 6 }))]
+        let expected = (
+            Some(room().to_owned()),
+            "m.tag".to_owned(),
+            json!({ "n": 6 }),
         );
+        assert_eq!(changed, vec![expected]);
+    }
 
-        let ephemeral = EphemeralService::new(db.clone());
+    fn receipts_read_back(db: &Db) {
+        let ephemeral = crate::service::ephemeral::EphemeralService::new(db.clone());
+        let a = alice();
         let events = |thread| -> Vec<String> {
-            let read = ephemeral.read_receipts(room, &a, thread).unwrap();
+            let read = ephemeral.read_receipts(room(), &a, thread).unwrap();
             read.iter().map(ToString::to_string).collect()
         };
         assert_eq!(events(""), ["$e1", "$e3"]);
         assert_eq!(events("$root"), ["$e2"]);
-        let receipts = ephemeral.receipt_event(room, Some(8), &a).unwrap().unwrap();
-        assert_eq!(
-            receipts["content"]["$e2"]["m.read"]["@a:x"]["thread_id"],
-            "$root"
-        );
-        assert!(
-            receipts["content"].get("$e1").is_none(),
-            "only receipts after 8"
-        );
+        let receipts = ephemeral
+            .receipt_event(room(), Some(8), &a)
+            .unwrap()
+            .unwrap();
+        let content = &receipts["content"];
+        assert_eq!(content["$e2"]["m.read"]["@a:x"]["thread_id"], "$root");
+        assert!(content.get("$e1").is_none(), "only receipts after 8");
+    }
 
-        let to_device = ToDeviceService::new(db.clone());
-        let session = |device: &str| Session {
-            user_id: a.clone(),
-            device_id: device.into(),
-        };
-        let numbers = |messages: Vec<Value>| -> Vec<Value> {
+    fn to_device_reads_back(db: &Db) {
+        let to_device = crate::service::ephemeral::to_device::ToDeviceService::new(db.clone());
+        let take = |device: &str, ack| -> Vec<Value> {
+            let session = crate::service::users::sessions::Session {
+                user_id: alice(),
+                device_id: device.into(),
+            };
+            let messages = to_device.take_for_sync(&session, ack, u64::MAX).unwrap();
             messages.iter().map(|m| m["content"]["n"].clone()).collect()
         };
-        let dev = to_device
-            .take_for_sync(&session("DEV"), None, u64::MAX)
-            .unwrap();
-        assert_eq!(numbers(dev), [json!(7), json!(300)], "in position order");
-        let acked = to_device.take_for_sync(&session("DEV"), Some(300), u64::MAX);
-        assert!(
-            acked.unwrap().is_empty(),
-            "acknowledged messages are deleted"
+        assert_eq!(
+            take("DEV", None),
+            [json!(7), json!(300)],
+            "in position order"
         );
-        let dev2 = to_device
-            .take_for_sync(&session("DEV2"), None, u64::MAX)
-            .unwrap();
-        assert_eq!(numbers(dev2), [json!(11)]);
+        assert!(
+            take("DEV", Some(300)).is_empty(),
+            "acknowledged ones are deleted"
+        );
+        assert_eq!(take("DEV2", None), [json!(11)]);
+    }
 
-        let search = SearchIndex::new(&db);
+    fn search_index_reads_back(db: &Db) {
+        let search = crate::service::rooms::search::SearchIndex::new(db);
         let found = |tokens: &[&str], keys: &[&str]| {
             let tokens = tokens.iter().map(|t| t.to_string()).collect();
             let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-            search.matching_positions(room, &tokens, &keys).unwrap()
+            search.matching_positions(room(), &tokens, &keys).unwrap()
         };
         assert_eq!(found(&["hello"], &["content.body"]), [12]);
-        assert_eq!(
-            found(&["hello"], &["content.body", "content.name"]),
-            [12, 20]
-        );
+        let both = found(&["hello"], &["content.body", "content.name"]);
+        assert_eq!(both, [12, 20]);
         assert_eq!(found(&["hello", "world"], &["content.body"]), [12]);
-    }
-
-    fn user(id: &str) -> ruma::OwnedUserId {
-        ruma::UserId::parse(id).unwrap()
     }
 }

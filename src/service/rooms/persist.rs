@@ -3,6 +3,7 @@
 //! then the caches and wake-ups that follow. A new index on every event is one more call here.
 
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedEventId};
+use serde_json::value::RawValue;
 
 use super::{EventLocation, Pdu, RoomRecord, RoomService, pipeline::Accepted};
 use crate::error::{Error, Result};
@@ -58,16 +59,11 @@ impl RoomService {
         room.depth = stored.depth.into();
 
         // Every index of every event: one call each, into the event's batch.
+        let json = raw_object(object)?;
         self.relation_index.index(&mut batch, &stored, count)?;
         self.search.index(&mut batch, &stored, count);
-        self.timeline.index(
-            &mut batch,
-            &stored,
-            object,
-            &location,
-            state_before,
-            txn_key,
-        )?;
+        self.timeline
+            .index(&mut batch, &stored, json, &location, state_before, txn_key);
         self.registry.index(&mut batch, short_room, &room);
         self.db.write(batch)?;
         drop(short_key_guard);
@@ -139,6 +135,11 @@ fn extremities_after(before: &[OwnedEventId], event: &Pdu) -> Vec<OwnedEventId> 
         .collect();
     after.push(event.event_id.clone());
     after
+}
+
+/// The stored form of an event object.
+pub(super) fn raw_object(object: &CanonicalJsonObject) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(object).map_err(Error::internal)
 }
 
 #[cfg(test)]

@@ -140,7 +140,8 @@ impl RoomService {
         let because = ruma::canonical_json::to_canonical_value(because).map_err(Error::internal)?;
         let unsigned = CanonicalJsonObject::from_iter([("redacted_because".to_owned(), because)]);
         redacted.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
-        self.timeline.rewrite(batch, &location, &redacted)?;
+        self.timeline
+            .rewrite(batch, &location, super::persist::raw_object(&redacted)?);
         Ok(Some(location.short_event))
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use ruma::{CanonicalJsonObject, EventId, OwnedEventId, UserId};
+use ruma::{EventId, OwnedEventId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -23,7 +23,7 @@ use super::{
     recent::RecentEvents,
 };
 use crate::{
-    error::{Error, Result},
+    error::Result,
     service::cache::{Cache, NumberKeys},
     storage::{Batch, Db, KeyCodec, Table, tables},
 };
@@ -93,23 +93,21 @@ impl Timeline {
         }
     }
 
-    /// Writes a new event and its indexes into its batch: the event at its position, its
-    /// location, its short id, the state before it and the transaction id it was sent with.
+    /// Writes a new event and its indexes into its batch: the event (`json`, its stored form)
+    /// at its position, its location, its short id, the state before it and the transaction
+    /// id it was sent with.
     pub(super) fn index(
         &self,
         batch: &mut Batch,
         stored: &Pdu,
-        object: &CanonicalJsonObject,
+        json: Box<RawValue>,
         location: &EventLocation,
         state_before: u64,
         txn_key: Option<&str>,
-    ) -> Result<()> {
+    ) {
         let event_id = stored.event_id.to_string();
-        self.pdus.put(
-            batch,
-            &(location.short_room, location.count),
-            &raw_object(object)?,
-        );
+        self.pdus
+            .put(batch, &(location.short_room, location.count), &json);
         self.events.put(batch, &event_id, location);
         self.event_ids.put(batch, &location.short_event, &event_id);
         self.state_before
@@ -121,22 +119,12 @@ impl Timeline {
                 &event_id,
             );
         }
-        Ok(())
     }
 
     /// Replaces a stored event by a new form of it (its redaction) in `batch`.
-    pub(super) fn rewrite(
-        &self,
-        batch: &mut Batch,
-        location: &EventLocation,
-        object: &CanonicalJsonObject,
-    ) -> Result<()> {
-        self.pdus.put(
-            batch,
-            &(location.short_room, location.count),
-            &raw_object(object)?,
-        );
-        Ok(())
+    pub(super) fn rewrite(&self, batch: &mut Batch, location: &EventLocation, json: Box<RawValue>) {
+        self.pdus
+            .put(batch, &(location.short_room, location.count), &json);
     }
 
     /// What follows a written event in memory, once its batch has landed (never before: see
@@ -269,9 +257,4 @@ impl Timeline {
             .take(MAX_SCAN)
             .map(|row| row.map_err(Into::into))
     }
-}
-
-/// The stored form of an event object.
-fn raw_object(object: &CanonicalJsonObject) -> Result<Box<RawValue>> {
-    serde_json::value::to_raw_value(object).map_err(Error::internal)
 }
