@@ -59,7 +59,7 @@ fn main() {
     }
 
     // 1. Evaluation alone.
-    let (short_room, _) = services.rooms.room(&big).unwrap().unwrap();
+    let (short_room, _) = services.rooms.registry.room(&big).unwrap().unwrap();
     let event = serde_json::value::to_raw_value(&json!({
         "type": "m.room.message",
         "sender": alice,

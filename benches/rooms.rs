@@ -99,8 +99,8 @@ fn main() {
         user_id: alice.clone(),
         device_id: "BENCH".into(),
     };
-    let (short_room, _) = services.rooms.room(&room).unwrap().unwrap();
-    let latest = services.rooms.latest_count(short_room).unwrap();
+    let (short_room, _) = services.rooms.registry.room(&room).unwrap().unwrap();
+    let latest = services.rooms.timeline.latest_count(short_room).unwrap();
     let deep = latest - (latest / 10) * 9;
     let filter = EventFilter::default();
     let mut timings = Vec::new();

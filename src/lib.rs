@@ -161,7 +161,7 @@ impl Server {
                 let task = tokio::spawn(listener::serve(
                     listener,
                     tls,
-                    api::federation_router(),
+                    api::federation::router(),
                     stop.subscribe(),
                 ));
                 (Some(local), Some(task))

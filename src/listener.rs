@@ -1,5 +1,6 @@
 //! The federation listener: plain HTTP, or HTTPS with a certificate and key from PEM files
-//! (rustls through tokio-rustls), serving the federation router until told to stop.
+//! (rustls through tokio-rustls), serving the federation router (`api::federation`) until
+//! told to stop.
 //!
 //! Each accepted connection does its TLS handshake on its own task, so a slow or broken client
 //! never holds up the accept loop.

@@ -1,9 +1,11 @@
-//! HTTP layer: the router (every route in one readable list), the ruma request/response glue,
-//! CORS, per-request tracing spans, and the JSON errors for unknown paths and wrong methods.
+//! HTTP layer: the client router (every route in one readable list), the ruma
+//! request/response glue, CORS, per-request tracing spans, and the JSON errors for unknown
+//! paths and wrong methods. The federation listener's routes are in [`federation`].
 
 pub mod admin;
 pub mod client;
 pub mod extract;
+pub mod federation;
 
 use std::{sync::Arc, time::Duration};
 
@@ -296,24 +298,8 @@ fn cors() -> CorsLayer {
         ])
 }
 
-/// The federation listener's routes. Federation is not implemented yet, so every path answers
-/// the spec's `404 M_UNRECOGNIZED`, whatever the method: remote servers learn at once that
-/// this server does not federate instead of waiting for requests that cannot succeed.
-pub fn federation_router() -> Router {
-    Router::new().fallback(unrecognized).layer(
-        TraceLayer::new_for_http()
-            .make_span_with(|request: &http::Request<_>| {
-                tracing::info_span!("federation", method = %request.method(), path = %request.uri().path())
-            })
-            .on_request(())
-            .on_response(|response: &Response, latency: Duration, _span: &Span| {
-                tracing::info!(status = response.status().as_u16(), duration_ms = latency.as_secs_f64() * 1000.0, "response");
-            })
-            .on_failure(()),
-    )
-}
-
-async fn unrecognized() -> Error {
+/// The spec's answer to a path no route knows.
+pub(crate) async fn unrecognized() -> Error {
     Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request")
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::{
     error::{Error, Result},
     service::notifier::Notifier,
-    storage::{Db, Table, codec, tables},
+    storage::{Db, Table, codec, keys::AccountDataKey, tables},
 };
 
 /// One stored value.
@@ -24,15 +24,16 @@ pub const MAX_CONTENT_BYTES: usize = 65_536;
 /// Owns the `account_data` table.
 pub struct AccountDataService {
     db: Db,
-    data: Table<(String, String), AccountDataRecord>,
+    data: Table<AccountDataKey, AccountDataRecord>,
     notifier: std::sync::Arc<Notifier>,
 }
 
-fn key(user: &UserId, room: Option<&RoomId>, kind: &str) -> (String, String) {
-    (
-        user.to_string(),
-        format!("{}\u{0}{kind}", room.map(RoomId::as_str).unwrap_or("")),
-    )
+fn key(user: &UserId, room: Option<&RoomId>, kind: &str) -> AccountDataKey {
+    AccountDataKey {
+        user: user.to_string(),
+        room: room.map(|room| room.as_str().to_owned()),
+        kind: kind.to_owned(),
+    }
 }
 
 impl AccountDataService {
@@ -108,14 +109,12 @@ impl AccountDataService {
             .filter(|(_, record)| {
                 since.is_none_or(|s| record.position > s) && record.position <= until
             })
-            .filter_map(|((_, scoped), record)| {
-                let (room, kind) = scoped.split_once('\u{0}')?;
-                let room = if room.is_empty() {
-                    None
-                } else {
-                    Some(RoomId::parse(room).ok()?)
+            .filter_map(|(key, record)| {
+                let room = match key.room {
+                    Some(room) => Some(RoomId::parse(room).ok()?),
+                    None => None,
                 };
-                Some((room, kind.to_owned(), record.content))
+                Some((room, key.kind, record.content))
             })
             .collect())
     }

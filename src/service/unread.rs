@@ -58,7 +58,7 @@ impl Services {
     ) -> Result<UnreadCounts> {
         let key = (user.to_owned(), room.to_owned());
         // Read before scanning: a redaction landing during the scan then forces a recount.
-        let redactions = self.rooms.redaction_count();
+        let redactions = self.rooms.timeline.redaction_count();
         let lookup = self.ephemeral.unread.get(&key);
         let mut state = match lookup.value {
             Some(cached)
@@ -116,7 +116,7 @@ impl Services {
     ) -> Result<u64> {
         let mut position = since_join;
         for event in self.ephemeral.read_receipts(room, user, thread)? {
-            if let Some(location) = self.rooms.location(&event)? {
+            if let Some(location) = self.rooms.timeline.location(&event)? {
                 position = position.max(location.count);
             }
         }

@@ -1,7 +1,9 @@
 //! Key codec: the single place that turns typed keys into RocksDB bytes and back.
 //!
 //! Composite keys join their parts with 0xFF, a byte that never occurs in UTF-8, so a prefix
-//! scan over the first part finds exactly its rows and byte order follows part order.
+//! scan over the first part finds exactly its rows and byte order follows part order. Numbers
+//! are 8 bytes big-endian (numeric order is byte order) and come last. The named key types of
+//! single tables are in [`super::keys`], declared with [`composite_key!`].
 
 /// Separator between the parts of a composite key.
 pub const SEPARATOR: u8 = 0xFF;
@@ -167,10 +169,168 @@ impl KeyCodec for (String, u64, String, String) {
 
 /// The prefix that selects every composite key whose first part is `first`.
 pub fn prefix(first: &str) -> Vec<u8> {
-    let mut out = first.as_bytes().to_vec();
-    out.push(SEPARATOR);
+    prefix_of(&[first])
+}
+
+/// The prefix that selects every composite key whose first parts are `parts`.
+pub fn prefix_of(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+        out.push(SEPARATOR);
+    }
     out
 }
+
+/// The smallest encoded key greater than `key`: where a range scan resumes after it.
+pub fn just_after(key: &impl KeyCodec) -> Vec<u8> {
+    let mut out = key.encode();
+    out.push(0);
+    out
+}
+
+/// Writes a composite key part by part: the separator between parts, UTF-8 parts as they
+/// are, numbers as 8 bytes big-endian (so byte order is numeric order).
+pub struct KeyWriter<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> KeyWriter<'a> {
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        Self { out, first: true }
+    }
+
+    fn separate(&mut self) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(SEPARATOR);
+        }
+    }
+
+    pub fn text(&mut self, part: &str) {
+        self.separate();
+        self.out.extend_from_slice(part.as_bytes());
+    }
+
+    pub fn number(&mut self, part: u64) {
+        self.separate();
+        self.out.extend_from_slice(&part.to_be_bytes());
+    }
+}
+
+/// Reads back what a [`KeyWriter`] wrote, part by part in the same order. A UTF-8 part ends at
+/// the next separator (it cannot hold one) or at the end; a number is 8 bytes.
+pub struct KeyReader<'a> {
+    rest: &'a [u8],
+    first: bool,
+}
+
+impl<'a> KeyReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            rest: bytes,
+            first: true,
+        }
+    }
+
+    fn separated(&mut self) -> Option<()> {
+        if !std::mem::take(&mut self.first) {
+            let (&SEPARATOR, rest) = self.rest.split_first()? else {
+                return None;
+            };
+            self.rest = rest;
+        }
+        Some(())
+    }
+
+    pub fn text(&mut self) -> Option<String> {
+        self.separated()?;
+        let end = self
+            .rest
+            .iter()
+            .position(|b| *b == SEPARATOR)
+            .unwrap_or(self.rest.len());
+        let (part, rest) = self.rest.split_at(end);
+        self.rest = rest;
+        Some(std::str::from_utf8(part).ok()?.to_owned())
+    }
+
+    pub fn number(&mut self) -> Option<u64> {
+        self.separated()?;
+        let (part, rest) = self.rest.split_at_checked(8)?;
+        self.rest = rest;
+        u64::decode(part)
+    }
+
+    /// Succeeds when every byte was read.
+    pub fn finish(self) -> Option<()> {
+        self.rest.is_empty().then_some(())
+    }
+}
+
+/// One part of a composite key declared with [`composite_key!`].
+pub trait KeyPart: Sized {
+    fn write(&self, key: &mut KeyWriter<'_>);
+    fn read(key: &mut KeyReader<'_>) -> Option<Self>;
+}
+
+impl KeyPart for String {
+    fn write(&self, key: &mut KeyWriter<'_>) {
+        key.text(self);
+    }
+    fn read(key: &mut KeyReader<'_>) -> Option<Self> {
+        key.text()
+    }
+}
+
+/// An optional UTF-8 part: `None` is stored empty (so `Some("")` reads back as `None`).
+impl KeyPart for Option<String> {
+    fn write(&self, key: &mut KeyWriter<'_>) {
+        key.text(self.as_deref().unwrap_or(""));
+    }
+    fn read(key: &mut KeyReader<'_>) -> Option<Self> {
+        Some(key.text()?).map(|text| (!text.is_empty()).then_some(text))
+    }
+}
+
+impl KeyPart for u64 {
+    fn write(&self, key: &mut KeyWriter<'_>) {
+        key.number(*self);
+    }
+    fn read(key: &mut KeyReader<'_>) -> Option<Self> {
+        key.number()
+    }
+}
+
+/// Declares a composite key: a struct of named parts and its [`KeyCodec`], the parts encoded
+/// in the order they are declared, so a prefix scan over the leading parts
+/// ([`prefix_of`]) finds exactly their rows.
+macro_rules! composite_key {
+    ($(#[$meta:meta])* $name:ident { $($(#[$part_meta:meta])* $part:ident: $ty:ty,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct $name {
+            $($(#[$part_meta])* pub $part: $ty,)+
+        }
+
+        impl $crate::storage::codec::KeyCodec for $name {
+            fn encode_into(&self, out: &mut Vec<u8>) {
+                let mut key = $crate::storage::codec::KeyWriter::new(out);
+                $($crate::storage::codec::KeyPart::write(&self.$part, &mut key);)+
+            }
+            fn decode(bytes: &[u8]) -> Option<Self> {
+                let mut key = $crate::storage::codec::KeyReader::new(bytes);
+                // Struct fields are evaluated in the order written: the parts' order.
+                let decoded = Self {
+                    $($part: $crate::storage::codec::KeyPart::read(&mut key)?,)+
+                };
+                key.finish()?;
+                Some(decoded)
+            }
+        }
+    };
+}
+pub(crate) use composite_key;
 
 #[cfg(test)]
 mod tests {

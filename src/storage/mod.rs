@@ -2,6 +2,7 @@
 //! (see [`schema`]), typed [`Table`]s, and atomic [`Batch`]es.
 
 pub mod codec;
+pub mod keys;
 mod migrate;
 pub mod schema;
 
@@ -430,7 +431,7 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
         start: &[u8],
         end: &[u8],
         backward: bool,
-    ) -> impl Iterator<Item = StorageResult<(K, V)>> + '_ {
+    ) -> impl Iterator<Item = StorageResult<(K, V)>> + use<'_, K, V> {
         self.iter_range_raw(start, end, backward).map(move |item| {
             let (key, value) = item?;
             Ok((key, self.decode_value(&value)?))
@@ -438,13 +439,14 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
     }
 
     /// Like [`Table::iter_range`], with each value's stored JSON bytes undecoded, for callers
-    /// that parse them into a type of their own.
+    /// that parse them into a type of their own. The bounds are copied: the iterator borrows
+    /// only the table.
     pub fn iter_range_raw(
         &self,
         start: &[u8],
         end: &[u8],
         backward: bool,
-    ) -> impl Iterator<Item = StorageResult<(K, Box<[u8]>)>> + '_ {
+    ) -> impl Iterator<Item = StorageResult<(K, Box<[u8]>)>> + use<'_, K, V> {
         use rocksdb::IteratorMode;
         // An inverted range is empty (RocksDB wants lower <= upper).
         let end = end.max(start);
@@ -594,72 +596,5 @@ mod tests {
         }
         let reopened = Db::open(dir.path(), &StorageConfig::default());
         assert!(matches!(reopened, Err(StorageError::TooNew { .. })));
-    }
-
-    #[test]
-    fn a_schema_1_database_gets_unambiguous_short_state_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            // The schema-1 layout: pairs joined with the character U+00FF.
-            let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
-            let old: Table<String, u64> = db.table(Cf::StateKeyShortIds);
-            let by_short: Table<u64, (String, String)> = db.table(Cf::StateKeysByShort);
-            let mut batch = db.batch();
-            for (short, (kind, key)) in
-                [(5u64, ("m.room.member", "@a:x")), (6, ("m.room.name", ""))]
-            {
-                old.put(&mut batch, &format!("{kind}\u{ff}{key}"), &short);
-                by_short.put(&mut batch, &short, &(kind.to_owned(), key.to_owned()));
-            }
-            batch
-                .inner
-                .put_cf(db.cf(Cf::Meta), SCHEMA_VERSION_KEY, 1u64.to_be_bytes());
-            db.write(batch).unwrap();
-        }
-        let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
-        let stored = db
-            .inner
-            .rocks
-            .get_cf(db.cf(Cf::Meta), SCHEMA_VERSION_KEY)
-            .unwrap();
-        assert_eq!(stored.as_deref(), Some(&SCHEMA_VERSION.to_be_bytes()[..]));
-        let new: Table<(String, String), u64> = db.table(Cf::StateKeyShortIds);
-        assert_eq!(
-            new.scan_all().unwrap(),
-            vec![
-                (("m.room.member".to_owned(), "@a:x".to_owned()), 5),
-                (("m.room.name".to_owned(), String::new()), 6),
-            ],
-            "old keys re-keyed, none left behind"
-        );
-    }
-
-    #[test]
-    fn a_schema_2_database_keeps_to_device_transaction_ids_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let event_txn = ("@a:x".to_owned(), r#"["DEV","!r:x","t1"]"#.to_owned());
-        let to_device_txn = (
-            "@a:x".to_owned(),
-            r#"["DEV","sendToDevice","t1"]"#.to_owned(),
-        );
-        {
-            let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
-            let shared: Table<(String, String), serde_json::Value> = db.table(Cf::TransactionIds);
-            let mut batch = db.batch();
-            shared.put(&mut batch, &event_txn, &serde_json::json!("$event"));
-            shared.put(&mut batch, &to_device_txn, &serde_json::json!(true));
-            batch
-                .inner
-                .put_cf(db.cf(Cf::Meta), SCHEMA_VERSION_KEY, 2u64.to_be_bytes());
-            db.write(batch).unwrap();
-        }
-        let db = Db::open(dir.path(), &StorageConfig::default()).unwrap();
-        let events = db.open_table(tables::TRANSACTION_IDS);
-        let to_device = db.open_table(tables::TO_DEVICE_TRANSACTION_IDS);
-        assert_eq!(
-            events.scan_all().unwrap(),
-            vec![(event_txn, "$event".to_owned())]
-        );
-        assert_eq!(to_device.scan_all().unwrap(), vec![(to_device_txn, true)]);
     }
 }

@@ -6,7 +6,7 @@
 //! column families are created empty at open.
 
 /// Version of the on-disk layout described in this file.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// A table: its column family with the types of its keys and values. Each column family has
 /// one, declared in [`tables`]; services open tables only through these, so two services
@@ -73,7 +73,8 @@ column_families! {
     RefreshTokens => "refresh_tokens",
     /// Room id → short room id. Key: room id. Value: u64.
     RoomShortIds => "room_short_ids",
-    /// Event id → where the event lives. Key: event id. Value: `service::rooms::EventLocation`.
+    /// Event id → where the event lives. Key: event id. Value:
+    /// `service::rooms::timeline::EventLocation`.
     EventIndex => "event_index",
     /// Short event id → event id. Key: u64. Value: event id string.
     EventIdsByShort => "event_ids_by_short",
@@ -91,7 +92,7 @@ column_families! {
     StateSnapshots => "state_snapshots",
     /// State before each event. Key: short event id. Value: short state hash.
     EventStateBefore => "event_state_before",
-    /// Per-room bookkeeping. Key: short room id. Value: `service::rooms::RoomRecord`
+    /// Per-room bookkeeping. Key: short room id. Value: `service::rooms::registry::RoomRecord`
     /// (version, current snapshot, forward extremities, depth).
     Rooms => "rooms",
     /// Current room state. Key: short room id ‖ short state key (16 bytes). Value: short event id.
@@ -103,14 +104,17 @@ column_families! {
     RoomMembers => "room_members",
     /// Sync filters. Key: user id ‖ 0xFF ‖ filter id. Value: the filter JSON.
     Filters => "filters",
-    /// Account data. Key: user id ‖ 0xFF ‖ (room id or empty) + 0x00 + event type. Value:
+    /// Account data. Key: `storage::keys::AccountDataKey`, user id ‖ 0xFF ‖ room id (empty for
+    /// global data) ‖ 0xFF ‖ event type (schema 3 joined room and type with U+0000). Value:
     /// `service::account_data::AccountDataRecord` (content and stream position).
     AccountData => "account_data",
-    /// Read receipts. Key: room id ‖ 0xFF ‖ user id + 0x00 + receipt type + 0x00 + thread id.
-    /// Value: `service::ephemeral::ReceiptRecord`.
+    /// Read receipts. Key: `storage::keys::ReceiptKey`, room id ‖ 0xFF ‖ user id ‖ 0xFF ‖
+    /// receipt type ‖ 0xFF ‖ thread id (empty: unthreaded; schema 3 joined the last three with
+    /// U+0000). Value: `service::ephemeral::ReceiptRecord`.
     Receipts => "receipts",
-    /// Send-to-device messages waiting for delivery. Key: user id ‖ 0xFF ‖ device id + 0x00 +
-    /// stream position (20 digits). Value: `service::ephemeral::to_device::ToDeviceMessage`.
+    /// Send-to-device messages waiting for delivery. Key: `storage::keys::ToDeviceKey`, user id
+    /// ‖ 0xFF ‖ device id ‖ 0xFF ‖ stream position (u64 BE; schema 3 had device + U+0000 + 20
+    /// digits). Value: `service::ephemeral::to_device::ToDeviceMessage`.
     ToDevice => "to_device",
     /// Transaction ids of sent events. Key: user id ‖ 0xFF ‖ JSON `[device, room, txn]` for
     /// `/send`, `["redact", device, room, txn]` for `/redact`. Value: event id.
@@ -134,8 +138,9 @@ column_families! {
     /// Rooms whose current join rule is `public` (the user directory searches their members).
     /// Key: room id. Value: `true`.
     PublicJoinRule => "public_join_rule",
-    /// Full-text index of message bodies, room names and topics. Key: room id ‖ 0x00 ‖ token
-    /// ‖ 0xFF ‖ stream count. Value: the fields holding the token (`content.body`, …).
+    /// Full-text index of message bodies, room names and topics. Key: `storage::keys::SearchKey`,
+    /// room id ‖ 0xFF ‖ token ‖ 0xFF ‖ stream count (u64 BE; schema 3 joined room and token with
+    /// U+0000). Value: the fields holding the token (`content.body`, …).
     SearchIndex => "search_index",
     /// Abuse reports for admins. Key: stream count (u64). Value: `service::reports::Report`.
     Reports => "reports",
@@ -216,6 +221,7 @@ pub mod tables {
             sessions::{AccessTokenRecord, DeviceRecord, RefreshTokenRecord},
         },
     };
+    use crate::storage::keys::{AccountDataKey, ReceiptKey, SearchKey, ToDeviceKey};
 
     macro_rules! tables {
         ($($name:ident: $cf:ident => $key:ty => $value:ty,)*) => {
@@ -248,9 +254,9 @@ pub mod tables {
         USER_ROOMS: UserRooms => Pair => Membership,
         ROOM_MEMBERS: RoomMembers => Pair => String,
         FILTERS: Filters => Pair => Value,
-        ACCOUNT_DATA: AccountData => Pair => AccountDataRecord,
-        RECEIPTS: Receipts => Pair => ReceiptRecord,
-        TO_DEVICE: ToDevice => Pair => ToDeviceMessage,
+        ACCOUNT_DATA: AccountData => AccountDataKey => AccountDataRecord,
+        RECEIPTS: Receipts => ReceiptKey => ReceiptRecord,
+        TO_DEVICE: ToDevice => ToDeviceKey => ToDeviceMessage,
         TRANSACTION_IDS: TransactionIds => Pair => String,
         TO_DEVICE_TRANSACTION_IDS: ToDeviceTransactionIds => Pair => bool,
         ALIASES: Aliases => String => AliasRecord,
@@ -259,7 +265,7 @@ pub mod tables {
         RELATIONS: Relations => (String, u64) => Relation,
         THREADS: Threads => Pair => ThreadRecord,
         PUBLIC_JOIN_RULE: PublicJoinRule => String => bool,
-        SEARCH_INDEX: SearchIndex => (String, u64) => Vec<String>,
+        SEARCH_INDEX: SearchIndex => SearchKey => Vec<String>,
         REPORTS: Reports => u64 => Report,
         PUSH_RULES: PushRules => String => PushRulesRecord,
         PUSH_ACTIONS: PushActions => (String, u64, u64) => PushMark,

@@ -13,6 +13,7 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+use super::convert;
 use crate::{
     api::{AppState, Ruma},
     error::{Error, Result},
@@ -27,10 +28,6 @@ fn ensure_self(session_user: &UserId, path_user: &UserId) -> Result<()> {
             "You can only access your own account data",
         ))
     }
-}
-
-fn content<T>(raw: &ruma::serde::Raw<T>) -> Result<Value> {
-    serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))
 }
 
 /// Types the server manages itself (spec: clients may not set them through this API).
@@ -53,7 +50,7 @@ pub async fn set_global(
     ensure_self(&user, &body.user_id)?;
     let kind = body.event_type.to_string();
     ensure_settable(&kind)?;
-    let data = content(&body.data)?;
+    let data = convert::raw_to_value(&body.data)?;
     services
         .blocking(move |s| s.account_data.set(&user, None, &kind, data))
         .await?;
@@ -84,7 +81,7 @@ pub async fn get_global(
 }
 
 fn ensure_room(services: &Services, room_id: &RoomId) -> Result<()> {
-    if services.rooms.room(room_id)?.is_none() {
+    if services.rooms.registry.room(room_id)?.is_none() {
         return Err(Error::not_found("Unknown room"));
     }
     Ok(())
@@ -103,7 +100,7 @@ pub async fn set_room(
             ensure_room(s, &body.room_id)?;
             let kind = body.event_type.to_string();
             ensure_settable(&kind)?;
-            let data = content(&body.data)?;
+            let data = convert::raw_to_value(&body.data)?;
             s.account_data.set(&user, Some(&body.room_id), &kind, data)
         })
         .await?;
@@ -177,7 +174,7 @@ pub async fn put_tag(
         .blocking(move |s| {
             ensure_room(s, &body.room_id)?;
             let mut tags = tags_of(s, &user, &body.room_id)?;
-            let info = serde_json::to_value(&body.tag_info).map_err(Error::internal)?;
+            let info = convert::to_value(&body.tag_info)?;
             tags.insert(body.tag, info);
             set_tags(s, &user, &body.room_id, tags)
         })

@@ -10,6 +10,7 @@ use ruma::api::client::{
 };
 use serde_json::{Value, json};
 
+use super::convert;
 use crate::{
     api::{AppState, Ruma},
     error::{Error, Result},
@@ -80,7 +81,7 @@ pub async fn get_visibility(
     let room_id = request.body.room_id;
     let public = services
         .blocking(move |s| {
-            if s.rooms.room(&room_id)?.is_none() {
+            if s.rooms.registry.room(&room_id)?.is_none() {
                 return Err(Error::not_found("Unknown room"));
             }
             s.aliases.is_public(&room_id)
@@ -100,7 +101,7 @@ pub async fn set_visibility(
     let public = body.visibility == Visibility::Public;
     services
         .blocking(move |s| {
-            if s.rooms.room(&body.room_id)?.is_none() {
+            if s.rooms.registry.room(&body.room_id)?.is_none() {
                 return Err(Error::not_found("Unknown room"));
             }
             if !s
@@ -161,7 +162,7 @@ pub async fn public_rooms_filtered(
     let body = request.body;
     ensure_local_directory(&services, body.server.as_deref())?;
     let limit = body.limit.map(|l| u64::from(l) as usize);
-    let filter = serde_json::to_value(&body.filter).map_err(Error::internal)?;
+    let filter = convert::to_value(&body.filter)?;
     let search = filter
         .get("generic_search_term")
         .and_then(Value::as_str)

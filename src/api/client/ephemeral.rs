@@ -8,6 +8,7 @@ use ruma::api::client::{
 };
 use serde_json::{Value, json};
 
+use super::convert;
 use crate::{
     api::{AppState, Ruma},
     error::{Error, Result},
@@ -58,7 +59,7 @@ pub async fn receipt(
 ) -> Result<Json<Value>> {
     let session = request.session()?.clone();
     let body = request.body;
-    let thread = serde_json::to_value(&body.thread).map_err(Error::internal)?;
+    let thread = convert::to_value(&body.thread)?;
     let thread_id = thread.as_str().map(str::to_owned);
     let receipt_type = body.receipt_type.to_string();
     services
@@ -112,7 +113,7 @@ pub async fn send_to_device(
 ) -> Result<Json<Value>> {
     let session = request.session()?.clone();
     let body = request.body;
-    let messages = serde_json::to_value(&body.messages).map_err(Error::internal)?;
+    let messages = convert::to_value(&body.messages)?;
     let kind = body.event_type.to_string();
     let txn = body.txn_id.to_string();
     services

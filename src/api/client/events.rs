@@ -2,47 +2,33 @@
 
 use axum::{Json, extract::State};
 use ruma::{
-    api::{
-        Direction as RumaDirection,
-        client::{
-            context::get_context,
-            message::{get_message_events, send_message_event},
-            redact::redact_event,
-            room::{get_event_by_timestamp, get_room_event},
-            state::{get_state_event_for_key, get_state_events, send_state_event},
-        },
+    api::client::{
+        context::get_context,
+        message::{get_message_events, send_message_event},
+        redact::redact_event,
+        room::{get_event_by_timestamp, get_room_event},
+        state::{get_state_event_for_key, get_state_events, send_state_event},
     },
     events::TimelineEventType,
 };
 use serde_json::{Value, json};
 
+use super::convert;
 use crate::{
-    api::{AppState, Ruma},
-    error::{Error, Result},
-    service::rooms::{
-        NewEvent, Txn, TxnEndpoint,
-        read::{Direction, EventFilter},
-    },
+    api::{AppState, Ruma, RumaResponse},
+    error::Result,
+    service::rooms::{NewEvent, Txn, TxnEndpoint},
 };
-
-fn content_of<T>(raw: &ruma::serde::Raw<T>) -> Result<Value> {
-    let value: Value =
-        serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))?;
-    if !value.is_object() {
-        return Err(Error::bad_json("Event content must be a JSON object"));
-    }
-    Ok(value)
-}
 
 /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}`
 pub async fn send(
     State(services): State<AppState>,
     request: Ruma<send_message_event::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let session = request.session()?.clone();
     let body = request.body;
     let kind = body.event_type.to_string();
-    let content = content_of(&body.body)?;
+    let content = convert::raw_object(&body.body)?;
     let event = NewEvent {
         kind: TimelineEventType::from(kind),
         content,
@@ -58,18 +44,20 @@ pub async fn send(
     let pdu = services
         .blocking(move |s| s.rooms.append(&room_id, &session.user_id, event))
         .await?;
-    Ok(Json(json!({ "event_id": pdu.event_id })))
+    Ok(RumaResponse(send_message_event::v3::Response::new(
+        pdu.event_id,
+    )))
 }
 
 /// `PUT /rooms/{roomId}/state/{eventType}/{stateKey}`
 pub async fn put_state(
     State(services): State<AppState>,
     request: Ruma<send_state_event::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<send_state_event::v3::Response>> {
     let session = request.session()?.clone();
     let body = request.body;
     let kind = body.event_type.to_string();
-    let content = content_of(&body.body)?;
+    let content = convert::raw_object(&body.body)?;
     let room_id = body.room_id;
     let pdu = services
         .blocking(move |s| {
@@ -80,7 +68,9 @@ pub async fn put_state(
             s.rooms.append(&room_id, &session.user_id, event)
         })
         .await?;
-    Ok(Json(json!({ "event_id": pdu.event_id })))
+    Ok(RumaResponse(send_state_event::v3::Response::new(
+        pdu.event_id,
+    )))
 }
 
 /// `GET /rooms/{roomId}/state/{eventType}/{stateKey}` (content, or the whole event with
@@ -109,20 +99,22 @@ pub async fn get_state_event(
 pub async fn get_state(
     State(services): State<AppState>,
     request: Ruma<get_state_events::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_state_events::v3::Response>> {
     let user = request.session()?.user_id.clone();
     let room_id = request.body.room_id;
     let events = services
         .blocking(move |s| s.rooms.state_for_user(&user, &room_id))
         .await?;
-    Ok(Json(Value::Array(events)))
+    Ok(RumaResponse(get_state_events::v3::Response::new(
+        convert::raw_events(events)?,
+    )))
 }
 
 /// `GET /rooms/{roomId}/event/{eventId}`
 pub async fn get_event(
     State(services): State<AppState>,
     request: Ruma<get_room_event::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_room_event::v3::Response>> {
     let session = request.session()?.clone();
     let body = request.body;
     let event = services
@@ -131,16 +123,9 @@ pub async fn get_event(
                 .event_for_user(&session, &body.room_id, &body.event_id)
         })
         .await?;
-    Ok(Json(event))
-}
-
-fn parse_token(token: Option<&str>) -> Result<Option<u64>> {
-    token
-        .map(|t| {
-            t.parse::<u64>()
-                .map_err(|_| Error::invalid_param(format!("Invalid pagination token {t:?}")))
-        })
-        .transpose()
+    Ok(RumaResponse(get_room_event::v3::Response::new(
+        convert::raw_event(&event)?,
+    )))
 }
 
 /// Largest page `/messages` serves.
@@ -150,44 +135,33 @@ const MAX_MESSAGES_LIMIT: usize = 1000;
 pub async fn messages(
     State(services): State<AppState>,
     request: Ruma<get_message_events::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_message_events::v3::Response>> {
     let session = request.session()?.clone();
     let body = request.body;
-    let from = parse_token(body.from.as_deref())?;
-    let to = parse_token(body.to.as_deref())?;
-    let direction = match body.dir {
-        RumaDirection::Backward => Direction::Backward,
-        RumaDirection::Forward => Direction::Forward,
-    };
+    let from = convert::token("pagination", body.from.as_deref())?;
+    let to = convert::token("pagination", body.to.as_deref())?;
     let limit = u64::from(body.limit).clamp(1, MAX_MESSAGES_LIMIT as u64) as usize;
-    let filter =
-        EventFilter::from_json(&serde_json::to_value(&body.filter).map_err(Error::internal)?);
-    let mut filter = filter;
     let room_id = body.room_id;
     let page = services
         .blocking(move |s| {
-            filter
-                .not_senders
-                .extend(s.account_data.ignored_users(&session.user_id)?);
+            let filter = convert::visible_events_filter(s, &session.user_id, &body.filter)?;
             s.rooms
-                .messages(&session, &room_id, from, to, direction, limit, &filter)
+                .messages(&session, &room_id, from, to, body.dir, limit, &filter)
         })
         .await?;
-    let mut response = json!({ "chunk": page.chunk, "start": page.start.to_string() });
-    if let Some(end) = page.end {
-        response["end"] = json!(end.to_string());
-    }
-    if !page.state.is_empty() {
-        response["state"] = json!(page.state);
-    }
-    Ok(Json(response))
+    let mut response = get_message_events::v3::Response::new();
+    response.start = page.start.to_string();
+    response.end = page.end.map(|end| end.to_string());
+    response.chunk = convert::raw_events(page.chunk)?;
+    response.state = convert::raw_events(page.state)?;
+    Ok(RumaResponse(response))
 }
 
 /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`
 pub async fn redact(
     State(services): State<AppState>,
     request: Ruma<redact_event::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<redact_event::v3::Response>> {
     let session = request.session()?.clone();
     let body = request.body;
     let mut content = json!({});
@@ -211,13 +185,14 @@ pub async fn redact(
     let pdu = services
         .blocking(move |s| s.rooms.append(&room_id, &session.user_id, event))
         .await?;
-    Ok(Json(json!({ "event_id": pdu.event_id })))
+    Ok(RumaResponse(redact_event::v3::Response::new(pdu.event_id)))
 }
 
 /// Largest `limit` `/context` serves.
 const MAX_CONTEXT_LIMIT: usize = 100;
 
-/// `GET /rooms/{roomId}/context/{eventId}`
+/// `GET /rooms/{roomId}/context/{eventId}`. Stays hand-built: ruma's response leaves out empty
+/// `events_before`, `events_after` and `state`, which this endpoint has always sent.
 pub async fn context(
     State(services): State<AppState>,
     request: Ruma<get_context::v3::Request>,
@@ -225,14 +200,9 @@ pub async fn context(
     let session = request.session()?.clone();
     let body = request.body;
     let limit = (u64::from(body.limit) as usize).min(MAX_CONTEXT_LIMIT);
-    let filter =
-        EventFilter::from_json(&serde_json::to_value(&body.filter).map_err(Error::internal)?);
-    let mut filter = filter;
     let context = services
         .blocking(move |s| {
-            filter
-                .not_senders
-                .extend(s.account_data.ignored_users(&session.user_id)?);
+            let filter = convert::visible_events_filter(s, &session.user_id, &body.filter)?;
             s.rooms
                 .context(&session, &body.room_id, &body.event_id, limit, &filter)
         })
@@ -256,21 +226,17 @@ pub async fn context(
 pub async fn timestamp_to_event(
     State(services): State<AppState>,
     request: Ruma<get_event_by_timestamp::v1::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_event_by_timestamp::v1::Response>> {
     let session = request.session()?.clone();
     let body = request.body;
-    let direction = match body.dir {
-        RumaDirection::Backward => Direction::Backward,
-        RumaDirection::Forward => Direction::Forward,
-    };
     let ts = u64::from(body.ts.get());
     let (event_id, sent) = services
         .blocking(move |s| {
             s.rooms
-                .event_at_timestamp(&session, &body.room_id, ts, direction)
+                .event_at_timestamp(&session, &body.room_id, ts, body.dir)
         })
         .await?;
-    Ok(Json(
-        json!({ "event_id": event_id, "origin_server_ts": sent }),
-    ))
+    Ok(RumaResponse(get_event_by_timestamp::v1::Response::new(
+        event_id, sent,
+    )))
 }

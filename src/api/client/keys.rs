@@ -14,11 +14,10 @@ use ruma::{
 };
 
 use crate::{
-    api::{AppState, Ruma, RumaResponse},
+    api::{AppState, Ruma, RumaResponse, client::convert::token},
     error::{Error, Result},
     service::{
         e2ee::{cross_signing::SigningKeysUpload, device_keys::KeyUpload},
-        sync::parse_since,
         users::uiaa,
     },
 };
@@ -113,8 +112,8 @@ pub async fn changes(
 ) -> Result<RumaResponse<get_key_changes::v3::Response>> {
     let user = request.session()?.user_id.clone();
     let body = request.body;
-    let from = parse_since(Some(&body.from))?.unwrap_or(0);
-    let to = parse_since(Some(&body.to))?.unwrap_or(0);
+    let from = token::<u64>("from", Some(&body.from))?.unwrap_or(0);
+    let to = token::<u64>("to", Some(&body.to))?.unwrap_or(0);
     let lists = services
         .blocking(move |s| {
             let until = to.min(s.db.stream_watermark());

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod account_data;
 pub mod backup;
+pub mod convert;
 pub mod devices;
 pub mod directory;
 pub mod discovery;

@@ -1,8 +1,8 @@
 //! `/relations` (all three forms) and `/threads`.
 
-use axum::{Json, extract::State};
+use axum::extract::State;
 use ruma::api::{
-    Direction as RumaDirection,
+    Direction,
     client::{
         relations::{
             get_relating_events, get_relating_events_with_rel_type,
@@ -11,12 +11,12 @@ use ruma::api::{
         threads::get_threads,
     },
 };
-use serde_json::{Value, json};
 
+use super::convert;
 use crate::{
-    api::{AppState, Ruma},
-    error::{Error, Result},
-    service::rooms::{read::Direction, relations::RelationsPage},
+    api::{AppState, Ruma, RumaResponse},
+    error::Result,
+    service::rooms::relations::RelationsPage,
 };
 
 /// Default and largest page sizes.
@@ -29,28 +29,9 @@ fn limit(value: Option<ruma::UInt>) -> usize {
     })
 }
 
-fn token(value: Option<&str>) -> Result<Option<u64>> {
-    value
-        .map(|t| {
-            t.parse()
-                .map_err(|_| Error::invalid_param(format!("Invalid token {t:?}")))
-        })
-        .transpose()
-}
-
-fn direction(dir: RumaDirection) -> Direction {
-    match dir {
-        RumaDirection::Backward => Direction::Backward,
-        RumaDirection::Forward => Direction::Forward,
-    }
-}
-
-fn page_json(page: RelationsPage) -> Json<Value> {
-    let mut response = json!({ "chunk": page.chunk });
-    if let Some(next) = page.next_batch {
-        response["next_batch"] = json!(next);
-    }
-    Json(response)
+/// A page as the `chunk` and `next_batch` of a ruma response.
+fn page_parts<T>(page: RelationsPage) -> Result<(Vec<ruma::serde::Raw<T>>, Option<String>)> {
+    Ok((convert::raw_events(page.chunk)?, page.next_batch))
 }
 
 /// The shared body of the three `/relations` forms.
@@ -61,7 +42,7 @@ struct RelationsQuery {
     event_type: Option<String>,
     from: Option<String>,
     to: Option<String>,
-    dir: RumaDirection,
+    dir: Direction,
     limit: Option<ruma::UInt>,
 }
 
@@ -69,10 +50,10 @@ async fn relations(
     services: AppState,
     session: crate::service::users::sessions::Session,
     q: RelationsQuery,
-) -> Result<Json<Value>> {
-    let from = token(q.from.as_deref())?;
-    let to = token(q.to.as_deref())?;
-    let page = services
+) -> Result<RelationsPage> {
+    let from = convert::token("pagination", q.from.as_deref())?;
+    let to = convert::token("pagination", q.to.as_deref())?;
+    services
         .blocking(move |s| {
             s.rooms.relations_for_user(
                 &session,
@@ -82,19 +63,18 @@ async fn relations(
                 q.event_type.as_deref(),
                 from,
                 to,
-                direction(q.dir),
+                q.dir,
                 limit(q.limit),
             )
         })
-        .await?;
-    Ok(page_json(page))
+        .await
 }
 
 /// `GET /rooms/{roomId}/relations/{eventId}`
 pub async fn all(
     State(services): State<AppState>,
     request: Ruma<get_relating_events::v1::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_relating_events::v1::Response>> {
     let session = request.session()?.clone();
     let b = request.body;
     let query = RelationsQuery {
@@ -107,14 +87,17 @@ pub async fn all(
         dir: b.dir,
         limit: b.limit,
     };
-    relations(services, session, query).await
+    let (chunk, next_batch) = page_parts(relations(services, session, query).await?)?;
+    let mut response = get_relating_events::v1::Response::new(chunk);
+    response.next_batch = next_batch;
+    Ok(RumaResponse(response))
 }
 
 /// `GET /rooms/{roomId}/relations/{eventId}/{relType}`
 pub async fn by_rel_type(
     State(services): State<AppState>,
     request: Ruma<get_relating_events_with_rel_type::v1::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_relating_events_with_rel_type::v1::Response>> {
     let session = request.session()?.clone();
     let b = request.body;
     let query = RelationsQuery {
@@ -127,14 +110,17 @@ pub async fn by_rel_type(
         dir: b.dir,
         limit: b.limit,
     };
-    relations(services, session, query).await
+    let (chunk, next_batch) = page_parts(relations(services, session, query).await?)?;
+    let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk);
+    response.next_batch = next_batch;
+    Ok(RumaResponse(response))
 }
 
 /// `GET /rooms/{roomId}/relations/{eventId}/{relType}/{eventType}`
 pub async fn by_rel_and_event_type(
     State(services): State<AppState>,
     request: Ruma<get_relating_events_with_rel_type_and_event_type::v1::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_relating_events_with_rel_type_and_event_type::v1::Response>> {
     let session = request.session()?.clone();
     let b = request.body;
     let query = RelationsQuery {
@@ -147,23 +133,30 @@ pub async fn by_rel_and_event_type(
         dir: b.dir,
         limit: b.limit,
     };
-    relations(services, session, query).await
+    let (chunk, next_batch) = page_parts(relations(services, session, query).await?)?;
+    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(chunk);
+    response.next_batch = next_batch;
+    Ok(RumaResponse(response))
 }
 
 /// `GET /rooms/{roomId}/threads`
 pub async fn threads(
     State(services): State<AppState>,
     request: Ruma<get_threads::v1::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_threads::v1::Response>> {
     let session = request.session()?.clone();
     let b = request.body;
     let participated = b.include == get_threads::v1::IncludeThreads::Participated;
     let limit = limit(b.limit);
+    let offset = convert::token("from", b.from.as_deref())?;
     let page = services
         .blocking(move |s| {
             s.rooms
-                .threads_for_user(&session, &b.room_id, participated, b.from.as_deref(), limit)
+                .threads_for_user(&session, &b.room_id, participated, offset, limit)
         })
         .await?;
-    Ok(page_json(page))
+    let (chunk, next_batch) = page_parts(page)?;
+    let mut response = get_threads::v1::Response::new(chunk);
+    response.next_batch = next_batch;
+    Ok(RumaResponse(response))
 }

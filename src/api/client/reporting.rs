@@ -49,7 +49,7 @@ pub async fn report_room(
     let body = request.body;
     services
         .blocking(move |s| {
-            if s.rooms.room(&body.room_id)?.is_none() {
+            if s.rooms.registry.room(&body.room_id)?.is_none() {
                 return Err(Error::not_found("Room not found"));
             }
             s.reports.file(

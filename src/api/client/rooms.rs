@@ -14,15 +14,12 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+use super::convert;
 use crate::{
-    api::{AppState, Ruma},
+    api::{AppState, Ruma, RumaResponse},
     error::{Error, Result},
     service::rooms::create::CreateRoomRequest,
 };
-
-fn raw_to_value<T>(raw: &ruma::serde::Raw<T>) -> Result<Value> {
-    serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))
-}
 
 /// `POST /createRoom`
 pub async fn create(
@@ -35,12 +32,12 @@ pub async fn create(
         creation_content: body
             .creation_content
             .as_ref()
-            .map(raw_to_value)
+            .map(convert::raw_to_value)
             .transpose()?,
         initial_state: body
             .initial_state
             .iter()
-            .map(raw_to_value)
+            .map(convert::raw_to_value)
             .collect::<Result<_>>()?,
         invite: body.invite,
         is_direct: body.is_direct,
@@ -48,7 +45,7 @@ pub async fn create(
         power_level_content_override: body
             .power_level_content_override
             .as_ref()
-            .map(raw_to_value)
+            .map(convert::raw_to_value)
             .transpose()?,
         preset: body.preset.map(|p| p.to_string()),
         room_alias_name: body.room_alias_name,
@@ -199,20 +196,12 @@ pub async fn forget(
 pub async fn members(
     State(services): State<AppState>,
     request: Ruma<get_member_events::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_member_events::v3::Response>> {
     let user = request.session()?.user_id.clone();
     let body = request.body;
     let membership = body.membership.map(|m| m.to_string());
     let not_membership = body.not_membership.map(|m| m.to_string());
-    let at = body
-        .at
-        .as_deref()
-        .map(|token| {
-            token
-                .parse::<u64>()
-                .map_err(|_| Error::invalid_param(format!("Invalid at token {token:?}")))
-        })
-        .transpose()?;
+    let at = convert::token("at", body.at.as_deref())?;
     let chunk = services.blocking(move |s| {
         s.rooms.members_for_user(
             &user,
@@ -222,7 +211,9 @@ pub async fn members(
             at,
         )
     });
-    Ok(Json(json!({ "chunk": chunk.await? })))
+    Ok(RumaResponse(get_member_events::v3::Response::new(
+        convert::raw_events(chunk.await?)?,
+    )))
 }
 
 /// `GET /rooms/{roomId}/joined_members`

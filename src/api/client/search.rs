@@ -4,9 +4,10 @@ use axum::{Json, extract::State};
 use ruma::{OwnedRoomId, RoomId, api::client::search::search_events};
 use serde_json::{Value, json};
 
+use super::convert;
 use crate::{
     api::{AppState, Ruma},
-    error::{Error, Result},
+    error::Result,
     service::{
         Services,
         rooms::{
@@ -99,7 +100,7 @@ pub async fn search(
     let Some(criteria) = body.search_categories.room_events else {
         return Ok(Json(json!({ "search_categories": {} })));
     };
-    let filter_json = serde_json::to_value(&criteria.filter).map_err(Error::internal)?;
+    let filter_json = convert::to_value(&criteria.filter)?;
     let rooms = |key: &str| -> Option<Vec<OwnedRoomId>> {
         filter_json.get(key)?.as_array().map(|list| {
             list.iter()
@@ -112,12 +113,7 @@ pub async fn search(
         Some(keys) => keys.iter().map(|k| k.to_string()).collect(),
         None => default_keys(),
     };
-    let offset = match body.next_batch.as_deref() {
-        Some(token) => token
-            .parse()
-            .map_err(|_| Error::invalid_param("Invalid next_batch"))?,
-        None => 0,
-    };
+    let offset = convert::token("next_batch", body.next_batch.as_deref())?.unwrap_or(0);
     let query = SearchQuery {
         term: criteria.search_term.clone(),
         keys,

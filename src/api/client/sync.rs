@@ -13,10 +13,11 @@ use ruma::api::client::{
 };
 use serde_json::{Value, json};
 
+use super::convert;
 use crate::{
     api::{AppState, Ruma},
     error::{Error, Result},
-    service::sync::{SyncFilter, parse_since},
+    service::sync::SyncFilter,
 };
 
 /// Longest a `/sync` request waits for something to happen.
@@ -30,11 +31,11 @@ pub async fn sync(
 ) -> Result<Response> {
     let session = request.session()?.clone();
     let body = request.body;
-    let since = parse_since(body.since.as_deref())?;
+    let since = convert::token("since", body.since.as_deref())?;
     let filter = match body.filter {
         None => SyncFilter::default(),
         Some(sync_events::v3::Filter::FilterDefinition(definition)) => {
-            SyncFilter::from_json(&serde_json::to_value(definition).map_err(Error::internal)?)
+            SyncFilter::from_json(&convert::to_value(&definition)?)
         }
         Some(sync_events::v3::Filter::FilterId(id)) => {
             let user = session.user_id.clone();
@@ -96,7 +97,7 @@ pub async fn create_filter(
     if user != request.body.user_id {
         return Err(Error::forbidden("You can only create filters for yourself"));
     }
-    let filter = serde_json::to_value(&request.body.filter).map_err(Error::internal)?;
+    let filter = convert::to_value(&request.body.filter)?;
     let id = services
         .blocking(move |s| s.filters.create(&user, &filter))
         .await?;

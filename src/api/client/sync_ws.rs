@@ -30,10 +30,7 @@ use serde_json::Value;
 use crate::{
     api::{AppState, extract::bearer_token},
     error::Error,
-    service::{
-        sync::{SyncFilter, parse_since},
-        users::sessions::Session,
-    },
+    service::{sync::SyncFilter, users::sessions::Session},
 };
 
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -46,7 +43,7 @@ pub async fn sync_ws(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Error> {
-    let since = parse_since(params.get("since").map(String::as_str))?;
+    let since = super::convert::token("since", params.get("since").map(String::as_str))?;
     let authenticated = match bearer_token(&headers) {
         Some(token) => {
             let checked = token.clone();

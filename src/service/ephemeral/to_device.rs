@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::{
     error::{Error, Result},
     service::{Services, users::sessions::Session},
-    storage::{Db, Table, codec, tables},
+    storage::{Db, Table, codec, keys::ToDeviceKey, tables},
 };
 
 /// One queued message.
@@ -24,13 +24,8 @@ pub struct ToDeviceMessage {
 /// Owns the `to_device` table.
 pub struct ToDeviceService {
     db: Db,
-    queue: Table<(String, String), ToDeviceMessage>,
+    queue: Table<ToDeviceKey, ToDeviceMessage>,
     sent: Table<(String, String), bool>,
-}
-
-fn queue_key(user: &str, device: &str, position: u64) -> (String, String) {
-    // Zero-padded so positions sort numerically within a device.
-    (user.to_owned(), format!("{device}\u{0}{position:020}"))
 }
 
 impl ToDeviceService {
@@ -50,17 +45,13 @@ impl ToDeviceService {
         ack: Option<u64>,
         until: u64,
     ) -> Result<Vec<Value>> {
-        let prefix = codec::prefix(session.user_id.as_str());
-        let device_prefix = format!("{}\u{0}", session.device_id);
+        let prefix = codec::prefix_of(&[session.user_id.as_str(), session.device_id.as_str()]);
         let mut batch = self.db.batch();
         let mut acknowledged = false;
         let mut events = Vec::new();
-        for ((user, key), message) in self.queue.scan_prefix(&prefix)? {
-            if !key.starts_with(&device_prefix) {
-                continue;
-            }
+        for (key, message) in self.queue.scan_prefix(&prefix)? {
             if ack.is_some_and(|ack| message.position <= ack) {
-                self.queue.delete(&mut batch, &(user, key));
+                self.queue.delete(&mut batch, &key);
                 acknowledged = true;
             } else if message.position <= until {
                 events.push(json!({ "sender": message.sender, "type": message.kind, "content": message.content }));
@@ -131,11 +122,12 @@ impl Services {
                         content: content.clone(),
                         position: stream.position,
                     };
-                    self.to_device.queue.put(
-                        &mut batch,
-                        &queue_key(user.as_str(), &target, stream.position),
-                        &message,
-                    );
+                    let key = ToDeviceKey {
+                        user: user.to_string(),
+                        device: target,
+                        position: stream.position,
+                    };
+                    self.to_device.queue.put(&mut batch, &key, &message);
                     positions.push(stream);
                 }
             }

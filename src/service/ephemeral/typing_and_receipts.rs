@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     error::{Error, Result},
     service::Services,
-    storage::{Db, Table, codec, tables},
+    storage::{Db, Table, codec, keys::ReceiptKey, tables},
     util::now_millis,
 };
 
@@ -43,7 +43,7 @@ pub struct ReceiptRecord {
 pub struct EphemeralService {
     db: Db,
     typing: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
-    receipts: Table<(String, String), ReceiptRecord>,
+    receipts: Table<ReceiptKey, ReceiptRecord>,
     /// Per room: the stream position of its newest receipt (0: none).
     latest_receipt: crate::service::cache::Cache<OwnedRoomId, u64>,
     /// Unread counts per (user, room); a receipt invalidates its user's entry.
@@ -126,15 +126,12 @@ impl EphemeralService {
 
     /// Stores a receipt.
     fn put_receipt(&self, room: &RoomId, record: &ReceiptRecord) -> Result<()> {
-        let key = (
-            room.to_string(),
-            format!(
-                "{}\u{0}{}\u{0}{}",
-                record.user_id,
-                record.receipt_type,
-                record.thread_id.as_deref().unwrap_or("")
-            ),
-        );
+        let key = ReceiptKey {
+            room: room.to_string(),
+            user: record.user_id.to_string(),
+            receipt_type: record.receipt_type.clone(),
+            thread: record.thread_id.clone().unwrap_or_default(),
+        };
         let mut batch = self.db.batch();
         self.receipts.put(&mut batch, &key, record);
         self.db.write(batch)?;
@@ -196,10 +193,12 @@ impl EphemeralService {
     ) -> Result<Vec<ruma::OwnedEventId>> {
         let mut events = Vec::new();
         for receipt_type in ["m.read", "m.read.private"] {
-            let key = (
-                room.to_string(),
-                format!("{user}\u{0}{receipt_type}\u{0}{thread}"),
-            );
+            let key = ReceiptKey {
+                room: room.to_string(),
+                user: user.to_string(),
+                receipt_type: receipt_type.to_owned(),
+                thread: thread.to_owned(),
+            };
             if let Some(record) = self.receipts.get(&key)? {
                 events.push(record.event_id);
             }
@@ -263,6 +262,7 @@ impl Services {
         }
         if self
             .rooms
+            .timeline
             .get_pdu(event_id)?
             .is_none_or(|pdu| pdu.room_id != room)
         {

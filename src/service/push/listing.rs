@@ -61,7 +61,7 @@ impl Services {
             let Ok(event_id) = ruma::OwnedEventId::try_from(record.event_id.as_str()) else {
                 continue;
             };
-            let Some(event) = self.rooms.get_pdu(&event_id)? else {
+            let Some(event) = self.rooms.timeline.get_pdu(&event_id)? else {
                 continue;
             };
             let json = serde_json::value::to_raw_value(&event.to_client_format(now))

@@ -79,7 +79,7 @@ impl Services {
         else {
             return Ok(());
         };
-        let Some(event) = self.rooms.get_pdu(event_id)? else {
+        let Some(event) = self.rooms.timeline.get_pdu(event_id)? else {
             return Ok(());
         };
         notification.event_type = Some(event.kind.clone());
@@ -119,7 +119,7 @@ impl Services {
             if membership.membership != "join" {
                 continue;
             }
-            let Some(short_room) = self.rooms.short_room(&room_id)? else {
+            let Some(short_room) = self.rooms.registry.short_room(&room_id)? else {
                 continue;
             };
             let counts = self.unread_counts(&room_id, short_room, user, membership.count, until)?;

@@ -130,7 +130,7 @@ impl Services {
         if alias.server_name() != self.users.server_name() {
             return Err(Error::invalid_param("Aliases must be on this server"));
         }
-        if self.rooms.room(room_id)?.is_none() {
+        if self.rooms.registry.room(room_id)?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
         if self.aliases.resolve_local(alias)?.is_some() {
@@ -308,10 +308,10 @@ impl Services {
                     continue;
                 }
             }
-            let Some((short_room, _)) = self.rooms.room(&room_id)? else {
+            let Some((short_room, _)) = self.rooms.registry.room(&room_id)? else {
                 continue;
             };
-            let joined = self.rooms.joined_member_count(short_room)?;
+            let joined = self.rooms.registry.joined_member_count(short_room)?;
             let mut entry = json!({
                 "room_id": room_id,
                 "num_joined_members": joined,

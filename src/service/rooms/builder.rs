@@ -26,13 +26,14 @@ impl RoomService {
         let _guard = self.room_locks.lock(room_id);
         let txn_key = new.txn.as_ref().map(|txn| txn_key(txn, room_id));
         if let Some(key) = &txn_key
-            && let Some(existing) = self.event_for_txn(sender, key)?
+            && let Some(existing) = self.timeline.event_for_txn(sender, key)?
         {
             return self
+                .timeline
                 .get_pdu(&existing)?
                 .ok_or_else(|| Error::internal("txn points to a missing event"));
         }
-        let (short_room, room) = self.known_room(room_id)?;
+        let (short_room, room) = self.registry.known_room(room_id)?;
         let rules = rules_for(&room.version)?;
         super::pipeline::check_local_content(&new.kind, &new.content)?;
         if new.kind == TimelineEventType::RoomRedaction {
@@ -180,7 +181,7 @@ impl RoomService {
             (false, None) => return Err(Error::internal("room id missing for a pre-v12 room")),
         };
         let _guard = self.room_locks.lock(&room_id);
-        if self.room(&room_id)?.is_some() {
+        if self.registry.room(&room_id)?.is_some() {
             return Err(Error::unknown(
                 http::StatusCode::BAD_REQUEST,
                 "Room already exists",
@@ -199,8 +200,7 @@ impl RoomService {
         let mut batch = self.db.batch();
         // The room's first event: there is no state before it, and nothing to authorize it
         // against beyond the checks above.
-        self.room_shorts
-            .put(&mut batch, &room_id.to_string(), &short_room);
+        self.registry.register(&mut batch, &room_id, short_room);
         let record = RoomRecord {
             room_id: room_id.clone(),
             version,

@@ -11,7 +11,7 @@ use ruma::EventId;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{EventLocation, Pdu, RoomService};
+use super::{EventLocation, Pdu, RoomService, timeline::Timeline};
 use crate::error::{Error, Result};
 
 /// One cached event.
@@ -140,17 +140,31 @@ pub type EventCache =
     crate::service::cache::Cache<u64, Arc<CachedEvent>, crate::service::cache::NumberKeys>;
 
 /// Reading events through the cache.
-impl RoomService {
+impl Timeline {
+    /// An event by id.
+    pub fn get_pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
+        let Some(location) = self.location(event_id)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .cached_event_at(location)?
+            .map(|cached| cached.pdu.clone()))
+    }
+
+    /// An event by its short id.
+    pub fn pdu_by_short(&self, short_event: u64) -> Result<Option<Pdu>> {
+        Ok(self
+            .cached_event(short_event)?
+            .map(|cached| cached.pdu.clone()))
+    }
+
     /// An event by its short id, parsed and ready to render, from the event cache.
     pub fn cached_event(&self, short_event: u64) -> Result<Option<Arc<CachedEvent>>> {
         let lookup = self.event_cache.get(&short_event);
         if let Some(hit) = lookup.value {
             return Ok(Some(hit));
         }
-        let Some(id) = self.event_ids.get(&short_event)? else {
-            return Ok(None);
-        };
-        let Ok(id) = EventId::parse(&id) else {
+        let Some(id) = self.event_id(short_event)? else {
             return Ok(None);
         };
         let Some(location) = self.location(&id)? else {
@@ -188,32 +202,6 @@ impl RoomService {
         self.cached_event_at(location)
     }
 
-    /// Every state event of a snapshot (0: the empty one), through the event cache.
-    pub fn snapshot_events(&self, hash: u64) -> Result<Arc<SnapshotEvents>> {
-        let lookup = self.snapshot_events.get(&hash);
-        if let Some(events) = lookup.value {
-            return Ok(events);
-        }
-        let mut events = SnapshotEvents::default();
-        if hash != 0 {
-            for short_event in self.state.load(hash)?.values() {
-                let Some(event) = self.cached_event(*short_event)? else {
-                    continue;
-                };
-                match (&event.pdu.kind, &event.pdu.state_key) {
-                    (ruma::events::TimelineEventType::RoomMember, Some(user)) => {
-                        events.members.insert(user.clone(), event);
-                    }
-                    _ => events.others.push(event),
-                }
-            }
-        }
-        let events = Arc::new(events);
-        self.snapshot_events
-            .insert(hash, events.clone(), lookup.epoch);
-        Ok(events)
-    }
-
     /// The event stored at `location`, through the event cache.
     pub(super) fn cached_event_at(
         &self,
@@ -238,6 +226,36 @@ impl RoomService {
         let cached = Arc::new(CachedEvent::new(pdu, location)?);
         self.event_cache.insert(short_event, cached.clone(), epoch);
         Ok(Some(cached))
+    }
+}
+
+impl RoomService {
+    /// Every state event of a snapshot (0: the empty one), through the event cache: the
+    /// snapshot's list comes from the state store, its events from the timeline.
+    pub fn snapshot_events(&self, hash: u64) -> Result<Arc<SnapshotEvents>> {
+        let lookup = self.timeline.snapshot_events.get(&hash);
+        if let Some(events) = lookup.value {
+            return Ok(events);
+        }
+        let mut events = SnapshotEvents::default();
+        if hash != 0 {
+            for short_event in self.state.load(hash)?.values() {
+                let Some(event) = self.timeline.cached_event(*short_event)? else {
+                    continue;
+                };
+                match (&event.pdu.kind, &event.pdu.state_key) {
+                    (ruma::events::TimelineEventType::RoomMember, Some(user)) => {
+                        events.members.insert(user.clone(), event);
+                    }
+                    _ => events.others.push(event),
+                }
+            }
+        }
+        let events = Arc::new(events);
+        self.timeline
+            .snapshot_events
+            .insert(hash, events.clone(), lookup.epoch);
+        Ok(events)
     }
 }
 

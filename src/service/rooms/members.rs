@@ -164,12 +164,7 @@ impl Members {
                 }
             }
             match rows.last() {
-                Some(((_, last), _)) if !exhausted => {
-                    start = crate::storage::KeyCodec::encode(&(
-                        room_id.to_string(),
-                        format!("{last}\u{0}"),
-                    ));
-                }
+                Some((last, _)) if !exhausted => start = crate::storage::codec::just_after(last),
                 _ => return Ok(found),
             }
         }

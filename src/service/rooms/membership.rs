@@ -29,7 +29,7 @@ impl Services {
     }
 
     fn ensure_local_room(&self, room_id: &RoomId) -> Result<()> {
-        if self.rooms.room(room_id)?.is_none() {
+        if self.rooms.registry.room(room_id)?.is_none() {
             return Err(Error::not_found(
                 "This server does not know the room (joining rooms on other servers needs federation)",
             ));
@@ -109,7 +109,7 @@ impl Services {
         }
         let levels = self.rooms.power_levels(room_id)?;
         let needed = levels.action("invite");
-        let Some((short_room, _)) = self.rooms.room(room_id)? else {
+        let Some((short_room, _)) = self.rooms.registry.room(room_id)? else {
             return Ok(None);
         };
         let authoriser = self

@@ -1,6 +1,11 @@
 //! The room event graph: building, signing, authorizing and storing events, and reading them
 //! back. Every local event goes through [`RoomService::append`]; federation will feed remote
 //! events through the same authorization and persistence steps.
+//!
+//! [`RoomService`] composes parts that each own their tables and caches: the
+//! [`timeline`] (events and their indexes), the [`registry`] (known rooms), [`state`],
+//! [`members`], [`relations`] and [`search`]. [`persist`] writes every event into each of them
+//! in one batch.
 
 pub mod aliases;
 mod builder;
@@ -16,63 +21,33 @@ mod push_index;
 pub mod read;
 pub mod recent;
 pub mod redaction;
+pub mod registry;
 pub mod relations;
 pub mod search;
 pub mod state;
+pub mod timeline;
 pub mod upgrade;
 pub mod visibility;
 
 use std::sync::Arc;
 
 use ruma::{
-    EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UserId,
+    OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UserId,
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 
 pub use pdu::Pdu;
+pub use registry::RoomRecord;
+pub use timeline::EventLocation;
 
 use crate::{
     error::{Error, Result},
-    service::{
-        cache::{Cache, NumberKeys},
-        server_keys::ServerKeys,
-    },
-    storage::{Db, Table, tables},
+    service::server_keys::ServerKeys,
+    storage::Db,
 };
-
-/// Where an event lives (key: event id).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EventLocation {
-    pub short_event: u64,
-    pub short_room: u64,
-    /// Stream position: the event's place in the room timeline and in sync.
-    pub count: u64,
-    /// `(device id, transaction id)` when a local client sent it with a txn id.
-    #[serde(default)]
-    pub txn: Option<(String, String)>,
-}
-
-/// Per-room bookkeeping (key: short room id).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RoomRecord {
-    pub room_id: OwnedRoomId,
-    pub version: RoomVersionId,
-    /// Snapshot of the current state.
-    pub state_hash: u64,
-    /// Events with no children yet: the `prev_events` of the next event.
-    pub extremities: Vec<OwnedEventId>,
-    pub depth: u64,
-    /// Members currently joined (kept up to date with every membership event, so counts never
-    /// scan the member list).
-    #[serde(default)]
-    pub joined_members: u64,
-    /// Members currently invited (kept like `joined_members`).
-    #[serde(default)]
-    pub invited_members: u64,
-}
 
 /// A user's membership in a room (key: user id ‖ room id).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -128,53 +103,29 @@ impl NewEvent {
     }
 }
 
-/// State snapshots whose event lists are kept (each holds its events in memory).
-const SNAPSHOTS_CACHED: usize = 256;
-
 /// The largest PDU the spec allows, in bytes.
 pub const MAX_PDU_BYTES: usize = 65_536;
 
-/// Owns the room tables.
+/// The room core: the parts that own the room tables (each with its caches), composed.
+/// `persist` writes every event into each of them, in one batch.
 pub struct RoomService {
     db: Db,
     keys: Arc<ServerKeys>,
+    /// Events, their positions and indexes, and the caches in front of them.
+    pub timeline: timeline::Timeline,
+    /// Known rooms: short ids and room records.
+    pub registry: registry::RoomRegistry,
     pub state: state::StateStore,
-    room_shorts: Table<String, u64>,
-    events: Table<String, EventLocation>,
-    event_ids: Table<u64, String>,
-    /// Stored as raw JSON so reads parse each event once, straight into a [`Pdu`].
-    pdus: Table<(u64, u64), Box<RawValue>>,
-    state_before: Table<u64, u64>,
-    rooms: Table<u64, RoomRecord>,
-    txns: Table<(String, String), String>,
-    pub notifier: Arc<crate::service::notifier::Notifier>,
     /// Push rules, notifications and the push queue: every event is evaluated for them.
     push: Arc<crate::service::push::PushService>,
-    search: search::SearchIndex,
     /// Who is in which room.
     pub members: members::Members,
     relation_index: relations::RelationIndex,
+    search: search::SearchIndex,
+    pub notifier: Arc<crate::service::notifier::Notifier>,
     /// One lock per room: event creation in a room is serialized so `prev_events`, depth and
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
     room_locks: crate::service::keyed_locks::KeyedLocks<OwnedRoomId>,
-    event_cache: event_cache::EventCache,
-    /// Event id → location, and event → state snapshot before it: both never change once
-    /// written, so these caches need no invalidation.
-    locations: Cache<String, EventLocation>,
-    states_before: Cache<u64, u64, NumberKeys>,
-    /// Timeline position (short room, count) → short event id (never changes either).
-    positions: Cache<(u64, u64), u64, NumberKeys>,
-    /// Snapshot → its state events, shared by the syncs of every member (a redaction clears
-    /// it, like the event cache).
-    snapshot_events: Cache<u64, Arc<event_cache::SnapshotEvents>, NumberKeys>,
-    /// Per room: its newest events (see [`recent`]).
-    recent: Cache<u64, Arc<recent::RecentEvents>, NumberKeys>,
-    /// Room records by short id; `persist`, their only writer, updates them after each write.
-    records: Cache<u64, Arc<RoomRecord>, NumberKeys>,
-    /// Room id → short room id (never changes).
-    short_rooms: Cache<String, u64>,
-    /// Redactions applied since start: derived data (unread counts) compares it to notice one.
-    redactions: std::sync::atomic::AtomicU64,
 }
 
 /// Looks up a room's rules, refusing versions ruma cannot handle.
@@ -193,29 +144,15 @@ impl RoomService {
         event_cache_entries: usize,
     ) -> Self {
         Self {
+            timeline: timeline::Timeline::new(&db, event_cache_entries),
+            registry: registry::RoomRegistry::new(&db, event_cache_entries),
             state: state::StateStore::new(db.clone()),
-            room_shorts: db.open_table(tables::ROOM_SHORT_IDS),
-            events: db.open_table(tables::EVENT_INDEX),
-            event_ids: db.open_table(tables::EVENT_IDS_BY_SHORT),
-            pdus: db.open_table(tables::PDUS),
-            state_before: db.open_table(tables::EVENT_STATE_BEFORE),
-            rooms: db.open_table(tables::ROOMS),
-            txns: db.open_table(tables::TRANSACTION_IDS),
-            notifier,
             push,
-            search: search::SearchIndex::new(&db),
-            relation_index: relations::RelationIndex::new(&db, event_cache_entries),
-            room_locks: Default::default(),
-            event_cache: event_cache::EventCache::new(event_cache_entries),
-            locations: Cache::new(event_cache_entries),
-            states_before: Cache::new(event_cache_entries),
-            positions: Cache::new(event_cache_entries),
-            short_rooms: Cache::new(event_cache_entries),
             members: members::Members::new(&db, event_cache_entries),
-            snapshot_events: Cache::new(SNAPSHOTS_CACHED),
-            recent: Cache::new(event_cache_entries),
-            records: Cache::new(event_cache_entries),
-            redactions: std::sync::atomic::AtomicU64::new(0),
+            relation_index: relations::RelationIndex::new(&db, event_cache_entries),
+            search: search::SearchIndex::new(&db),
+            notifier,
+            room_locks: Default::default(),
             keys,
             db,
         }
@@ -225,72 +162,6 @@ impl RoomService {
         &self.keys.server_name
     }
 
-    /// The short id and record of a known room.
-    pub fn room(&self, room_id: &RoomId) -> Result<Option<(u64, RoomRecord)>> {
-        let Some(short) = self.short_room(room_id)? else {
-            return Ok(None);
-        };
-        let lookup = self.records.get(&short);
-        if let Some(record) = lookup.value {
-            return Ok(Some((short, (*record).clone())));
-        }
-        let Some(record) = self.rooms.get(&short)? else {
-            return Ok(None);
-        };
-        self.records
-            .insert(short, Arc::new(record.clone()), lookup.epoch);
-        Ok(Some((short, record)))
-    }
-
-    /// The short id of a known room.
-    pub fn short_room(&self, room_id: &RoomId) -> Result<Option<u64>> {
-        Ok(self
-            .short_rooms
-            .get_or_load(room_id.as_str().to_owned(), |key| self.room_shorts.get(key))?)
-    }
-
-    fn known_room(&self, room_id: &RoomId) -> Result<(u64, RoomRecord)> {
-        self.room(room_id)?
-            .ok_or_else(|| Error::not_found("Unknown room"))
-    }
-
-    /// Where an event is stored.
-    pub fn location(&self, event_id: &EventId) -> Result<Option<EventLocation>> {
-        Ok(self
-            .locations
-            .get_or_load(event_id.as_str().to_owned(), |key| self.events.get(key))?)
-    }
-
-    /// How many redactions were applied since the server started (bumped after each write).
-    pub fn redaction_count(&self) -> u64 {
-        self.redactions.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// An event by id.
-    pub fn get_pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
-        let Some(location) = self.location(event_id)? else {
-            return Ok(None);
-        };
-        Ok(self
-            .cached_event_at(location)?
-            .map(|cached| cached.pdu.clone()))
-    }
-
-    /// An event by its timeline position.
-    pub fn pdu_at(&self, short_room: u64, count: u64) -> Result<Option<Pdu>> {
-        match self.pdus.get(&(short_room, count))? {
-            Some(raw) => Ok(Some(Pdu::from_raw(&raw)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// An event by its short id.
-    pub fn pdu_by_short(&self, short_event: u64) -> Result<Option<Pdu>> {
-        Ok(self
-            .cached_event(short_event)?
-            .map(|cached| cached.pdu.clone()))
-    }
-
     /// The current state event of a room for `(event_type, state_key)`.
     pub fn current_state_event(
         &self,
@@ -298,7 +169,7 @@ impl RoomService {
         event_type: &StateEventType,
         state_key: &str,
     ) -> Result<Option<Pdu>> {
-        let Some(short_room) = self.short_room(room_id)? else {
+        let Some(short_room) = self.registry.short_room(room_id)? else {
             return Ok(None);
         };
         self.state_event_in(short_room, None, event_type, state_key)
@@ -336,16 +207,9 @@ impl RoomService {
             None => self.state.current_event(short_room, short_key)?,
         };
         match short_event {
-            Some(short) => self.cached_event(short),
+            Some(short) => self.timeline.cached_event(short),
             None => Ok(None),
         }
-    }
-
-    /// The state snapshot before an event.
-    pub fn state_hash_before(&self, short_event: u64) -> Result<Option<u64>> {
-        Ok(self
-            .states_before
-            .get_or_load(short_event, |short| self.state_before.get(short))?)
     }
 
     /// Wakes the syncs of everyone a new event concerns: the room's joined and invited members,
@@ -364,19 +228,4 @@ impl RoomService {
         self.notifier.wake(users.iter().map(|u| &**u));
         Ok(())
     }
-
-    /// The event a device already sent with this transaction id in this room.
-    pub fn event_for_txn(
-        &self,
-        user_id: &UserId,
-        device_txn: &str,
-    ) -> Result<Option<OwnedEventId>> {
-        let key = (user_id.as_str().to_owned(), device_txn.to_owned());
-        Ok(self.txns.get(&key)?.and_then(|id| EventId::parse(id).ok()))
-    }
-}
-
-/// Serialize raw content for ruma APIs that take `&RawValue`.
-pub fn raw(value: &Value) -> Result<Box<RawValue>> {
-    serde_json::value::to_raw_value(value).map_err(Error::internal)
 }

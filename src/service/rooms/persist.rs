@@ -5,7 +5,7 @@
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedEventId};
 use serde_json::value::RawValue;
 
-use super::{EventLocation, Pdu, RoomService, pipeline::Accepted};
+use super::{EventLocation, Pdu, RoomRecord, RoomService, pipeline::Accepted};
 use crate::error::{Error, Result};
 
 impl RoomService {
@@ -49,10 +49,19 @@ impl RoomService {
                 .index_state_event(&mut batch, &mut room, &stored, &state_key, count)?;
         }
         let redacted = self.apply_redaction(&mut batch, short_room, &stored, rules)?;
+        let location = EventLocation {
+            short_event,
+            short_room,
+            count,
+            txn,
+        };
+        room.extremities = extremities_after(&room.extremities, &stored);
+        room.depth = stored.depth.into();
 
+        // Every index of every event: one call each, into the event's batch.
+        let json = raw_object(object)?;
         self.relation_index.index(&mut batch, &stored, count)?;
         self.search.index(&mut batch, &stored, count);
-        let json = raw_object(object)?;
         let pushed = self.index_push(
             &mut batch,
             &stored,
@@ -61,34 +70,12 @@ impl RoomService {
             &room,
             &rules.authorization,
         )?;
-        self.pdus.put(&mut batch, &(short_room, count), &json);
-        self.events.put(
-            &mut batch,
-            &stored.event_id.to_string(),
-            &EventLocation {
-                short_event,
-                short_room,
-                count,
-                txn,
-            },
-        );
-        self.event_ids
-            .put(&mut batch, &short_event, &stored.event_id.to_string());
-        self.state_before
-            .put(&mut batch, &short_event, &state_before);
-        if let Some(key) = txn_key {
-            self.txns.put(
-                &mut batch,
-                &(stored.sender.to_string(), key.to_owned()),
-                &stored.event_id.to_string(),
-            );
-        }
-        room.extremities = extremities_after(&room.extremities, &stored);
-        room.depth = stored.depth.into();
-        self.rooms.put(&mut batch, &short_room, &room);
+        self.timeline
+            .index(&mut batch, &stored, json, &location, state_before, txn_key);
+        self.registry.index(&mut batch, short_room, &room);
         self.db.write(batch)?;
         drop(short_key_guard);
-        self.after_write(&stored, room, (short_room, count, short_event), redacted);
+        self.after_write(&stored, room, &location, redacted);
         drop(stream);
         if pushed.queued > 0 {
             self.push.queue.wake();
@@ -102,22 +89,15 @@ impl RoomService {
     fn after_write(
         &self,
         stored: &Pdu,
-        room: super::RoomRecord,
-        (short_room, count, short_event): (u64, u64, u64),
+        room: RoomRecord,
+        location: &EventLocation,
         redacted: Option<u64>,
     ) {
         if let Some((_, parent)) = super::relations::relation_of(stored) {
             self.relation_index.invalidate(&parent);
         }
-        if let Some(redacted) = redacted {
-            self.event_cache.invalidate(&redacted);
-            self.snapshot_events.invalidate_all();
-            self.redactions
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        let room = std::sync::Arc::new(room);
-        self.records.update(&short_room, |_| room.clone());
-        self.note_appended(short_room, count, short_event);
+        self.registry.after_write(location.short_room, room);
+        self.timeline.after_write(location, redacted);
     }
 }
 
@@ -133,7 +113,7 @@ impl RoomService {
         let Some(previous) = self.state.current_event(short_room, short_key)? else {
             return Ok(None);
         };
-        let Some(previous) = self.pdu_by_short(previous)? else {
+        let Some(previous) = self.timeline.pdu_by_short(previous)? else {
             return Ok(None);
         };
         let unsigned = object

@@ -59,7 +59,7 @@ impl RoomService {
         authorize_with(
             rules,
             pdu,
-            |id| self.get_pdu(id),
+            |id| self.timeline.get_pdu(id),
             |event_type, state_key| {
                 self.state_event_in(short_room, snapshot, event_type, state_key)
             },

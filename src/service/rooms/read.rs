@@ -10,19 +10,11 @@ use crate::{
         rooms::{EventLocation, Pdu, RoomService},
         users::sessions::Session,
     },
-    storage::KeyCodec,
     util::now_millis,
 };
 
-/// A raw timeline row: ((short room id, position), the stored event's JSON bytes).
-pub type TimelineRow = ((u64, u64), Box<[u8]>);
-
-/// Direction of `/messages`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Backward,
-    Forward,
-}
+/// Direction of `/messages`, `/relations` and `/timestamp_to_event`: ruma's own.
+pub use ruma::api::Direction;
 
 pub use super::filter::EventFilter;
 
@@ -34,8 +26,7 @@ pub struct MessagesPage {
     pub state: Vec<Value>,
 }
 
-/// Most events scanned for one `/messages` page (filters may skip many).
-const MAX_SCAN: usize = 1000;
+use super::timeline::MAX_SCAN;
 
 impl RoomService {
     /// The client format of an event as `viewer` sees it (with `transaction_id` for the device
@@ -67,7 +58,7 @@ impl RoomService {
 
     /// Refuses users who have never been in the room, unless it is world-readable.
     fn ensure_may_read(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
-        if self.room(room_id)?.is_none() {
+        if self.registry.room(room_id)?.is_none() {
             return Err(Error::forbidden("You are not in this room"));
         }
         if self.members.membership(user, room_id)?.is_some() || self.is_world_readable(room_id)? {
@@ -86,8 +77,9 @@ impl RoomService {
     ) -> Result<Value> {
         self.ensure_may_read(&session.user_id, room_id)?;
         let not_found = || Error::not_found("Event not found");
-        let location = self.location(event_id)?.ok_or_else(not_found)?;
+        let location = self.timeline.location(event_id)?.ok_or_else(not_found)?;
         let pdu = self
+            .timeline
             .pdu_at(location.short_room, location.count)?
             .ok_or_else(not_found)?;
         if pdu.room_id != room_id || !self.user_can_see(&session.user_id, &pdu, &location)? {
@@ -100,6 +92,7 @@ impl RoomService {
     /// their leave otherwise. `None` snapshot means current state.
     fn readable_state(&self, user: &UserId, room_id: &RoomId) -> Result<(u64, Option<u64>)> {
         let (short_room, _) = self
+            .registry
             .room(room_id)?
             .ok_or_else(|| Error::forbidden("You are not in this room"))?;
         match self.members.membership(user, room_id)? {
@@ -107,10 +100,14 @@ impl RoomService {
             _ if self.is_world_readable(room_id)? => Ok((short_room, None)),
             Some(m) if m.membership == "leave" || m.membership == "ban" => {
                 let location = self
+                    .timeline
                     .location(&m.event_id)?
                     .ok_or_else(|| Error::internal("membership event missing"))?;
                 // State at the leave: the state before it plus the leave itself.
-                let before = self.state_hash_before(location.short_event)?.unwrap_or(0);
+                let before = self
+                    .timeline
+                    .state_hash_before(location.short_event)?
+                    .unwrap_or(0);
                 Ok((short_room, Some(before)))
             }
             _ => Err(Error::forbidden("You are not in this room")),
@@ -131,14 +128,14 @@ impl RoomService {
         };
         let mut events = Vec::with_capacity(entries.len());
         for (_, short_event) in entries {
-            if let Some(pdu) = self.pdu_by_short(short_event)? {
+            if let Some(pdu) = self.timeline.pdu_by_short(short_event)? {
                 events.push(pdu.to_client_format(now_millis()));
             }
         }
         if snapshot.is_some() {
             // Include the user's own leave, which is not in the state before it.
             if let Some(m) = self.members.membership(user, room_id)?
-                && let Some(pdu) = self.get_pdu(&m.event_id)?
+                && let Some(pdu) = self.timeline.get_pdu(&m.event_id)?
             {
                 events.retain(|e| e["state_key"] != json!(user) || e["type"] != "m.room.member");
                 events.push(pdu.to_client_format(now_millis()));
@@ -206,7 +203,7 @@ impl RoomService {
         let entries = self.state_map_after(short_room, limit)?;
         let mut events = Vec::with_capacity(entries.len());
         for short_event in entries.into_values() {
-            if let Some(event) = self.pdu_by_short(short_event)? {
+            if let Some(event) = self.timeline.pdu_by_short(short_event)? {
                 events.push(event.to_client_format(now_millis()));
             }
         }
@@ -223,6 +220,7 @@ impl RoomService {
             return Err(Error::forbidden("You are not in this room"));
         }
         let (short_room, _) = self
+            .registry
             .room(room_id)?
             .ok_or_else(|| Error::not_found("Unknown room"))?;
         Ok(self
@@ -244,7 +242,7 @@ impl RoomService {
             if kind != StateEventType::RoomMember {
                 continue;
             }
-            let Some(pdu) = self.pdu_by_short(short_event)? else {
+            let Some(pdu) = self.timeline.pdu_by_short(short_event)? else {
                 continue;
             };
             let content = pdu.content_value();
@@ -257,27 +255,12 @@ impl RoomService {
         Ok(out)
     }
 
-    /// Raw timeline rows between two encoded keys, newest first (at most a scan's worth),
-    /// read as the caller consumes them.
-    /// The stored JSON of each event is left for the caller to parse (once, into what it
-    /// needs).
-    pub fn timeline_range(
-        &self,
-        start: &[u8],
-        end: &[u8],
-    ) -> impl Iterator<Item = Result<TimelineRow>> + '_ {
-        self.pdus
-            .iter_range_raw(start, end, true)
-            .take(MAX_SCAN)
-            .map(|row| row.map_err(Into::into))
-    }
-
     /// State (short key → short event) before an event.
     pub fn state_map_before(
         &self,
         short_event: u64,
     ) -> Result<std::collections::HashMap<u64, u64>> {
-        Ok(match self.state_hash_before(short_event)? {
+        Ok(match self.timeline.state_hash_before(short_event)? {
             Some(hash) if hash != 0 => (*self.state.load(hash)?).clone(),
             _ => Default::default(),
         })
@@ -289,10 +272,14 @@ impl RoomService {
         short_room: u64,
         position: u64,
     ) -> Result<std::collections::HashMap<u64, u64>> {
-        let Some(pdu) = self.last_event_at_or_before(short_room, position)? else {
+        let Some(pdu) = self
+            .timeline
+            .last_event_at_or_before(short_room, position)?
+        else {
             return Ok(Default::default());
         };
         let location = self
+            .timeline
             .location(&pdu.event_id)?
             .ok_or_else(|| Error::internal("event index missing"))?;
         let mut state = self.state_map_before(location.short_event)?;
@@ -306,28 +293,6 @@ impl RoomService {
         Ok(state)
     }
 
-    /// The newest event at or before timeline position `position`.
-    pub fn last_event_at_or_before(&self, short_room: u64, position: u64) -> Result<Option<Pdu>> {
-        let rows = self.pdus.range(
-            &(short_room, 0).encode(),
-            &(short_room, position.saturating_add(1)).encode(),
-            true,
-            1,
-        )?;
-        rows.into_iter()
-            .next()
-            .map(|(_, raw)| Pdu::from_raw(&raw))
-            .transpose()
-    }
-
-    /// How many members are joined right now.
-    pub fn joined_member_count(&self, short_room: u64) -> Result<usize> {
-        Ok(self
-            .rooms
-            .get(&short_room)?
-            .map_or(0, |room| room.joined_members as usize))
-    }
-
     /// The event closest to `ts` in the given direction (`GET /timestamp_to_event`): a binary
     /// search over timeline positions (local timestamps grow with positions), then a short
     /// walk to the nearest event the user may see.
@@ -337,33 +302,25 @@ impl RoomService {
         room_id: &RoomId,
         ts: u64,
         direction: Direction,
-    ) -> Result<(String, u64)> {
+    ) -> Result<(ruma::OwnedEventId, ruma::MilliSecondsSinceUnixEpoch)> {
         self.ensure_may_read(&session.user_id, room_id)?;
         let (short_room, _) = self
+            .registry
             .room(room_id)?
             .ok_or_else(|| Error::not_found("Unknown room"))?;
-        let first_at_or_after = |position: u64| -> Result<Option<(u64, Pdu)>> {
-            let rows = self.pdus.range(
-                &(short_room, position).encode(),
-                &(short_room, u64::MAX).encode(),
-                false,
-                1,
-            )?;
-            rows.into_iter()
-                .next()
-                .map(|((_, count), object)| Ok((count, Pdu::from_raw(&object)?)))
-                .transpose()
-        };
         // Smallest position from which every event is on the far side of `ts`: `>= ts` going
         // forward, `> ts` going backward (events at exactly `ts` count as "before" then).
         let past = |sent: u64| match direction {
             Direction::Forward => sent >= ts,
             Direction::Backward => sent > ts,
         };
-        let (mut low, mut high) = (0u64, self.latest_count(short_room)?.saturating_add(1));
+        let (mut low, mut high) = (
+            0u64,
+            self.timeline.latest_count(short_room)?.saturating_add(1),
+        );
         while low < high {
             let mid = low + (high - low) / 2;
-            match first_at_or_after(mid)? {
+            match self.timeline.first_at_or_after(short_room, mid)? {
                 // Every position in mid..=count starts at this same event, so skip past it.
                 Some((count, pdu)) if !past(u64::from(pdu.origin_server_ts.get())) => {
                     low = count + 1
@@ -372,16 +329,13 @@ impl RoomService {
             }
         }
         let boundary = low;
-        let (start, end, backward) = match direction {
-            Direction::Forward => ((short_room, boundary), (short_room, u64::MAX), false),
-            Direction::Backward => ((short_room, 0), (short_room, boundary), true),
+        let (range, backward) = match direction {
+            Direction::Forward => ((boundary, u64::MAX), false),
+            Direction::Backward => ((0, boundary), true),
         };
-        for (_, object) in self
-            .pdus
-            .range(&start.encode(), &end.encode(), backward, MAX_SCAN)?
-        {
+        for (_, object) in self.timeline.rows(short_room, range, backward, MAX_SCAN)? {
             let pdu = Pdu::from_raw(&object)?;
-            let Some(location) = self.location(&pdu.event_id)? else {
+            let Some(location) = self.timeline.location(&pdu.event_id)? else {
                 continue;
             };
             let sent = u64::from(pdu.origin_server_ts.get());
@@ -390,22 +344,10 @@ impl RoomService {
                 Direction::Backward => sent <= ts,
             };
             if right_side && self.user_can_see(&session.user_id, &pdu, &location)? {
-                return Ok((pdu.event_id.to_string(), sent));
+                return Ok((pdu.event_id.clone(), pdu.origin_server_ts));
             }
         }
         Err(Error::not_found("No event found in that direction"))
-    }
-
-    /// The newest timeline position of a room.
-    pub fn latest_count(&self, short_room: u64) -> Result<u64> {
-        let start = (short_room, 0u64).encode();
-        let end = (short_room, u64::MAX).encode();
-        Ok(self
-            .pdus
-            .range(&start, &end, true, 1)?
-            .first()
-            .map(|((_, count), _)| *count)
-            .unwrap_or(0))
     }
 
     /// `GET /rooms/{roomId}/messages`. Tokens are timeline positions: a token `n` sits just
@@ -423,26 +365,24 @@ impl RoomService {
     ) -> Result<MessagesPage> {
         self.ensure_may_read(&session.user_id, room_id)?;
         let (short_room, _) = self
+            .registry
             .room(room_id)?
             .ok_or_else(|| Error::not_found("Unknown room"))?;
         let from = match (from, direction) {
             (Some(from), _) => from,
-            (None, Direction::Backward) => self.latest_count(short_room)?,
+            (None, Direction::Backward) => self.timeline.latest_count(short_room)?,
             (None, Direction::Forward) => 0,
         };
-        let (start_key, end_key) = match direction {
-            Direction::Backward => (
-                (short_room, to.unwrap_or(0).saturating_add(1)),
-                (short_room, from.saturating_add(1)),
-            ),
+        let range = match direction {
+            Direction::Backward => (to.unwrap_or(0).saturating_add(1), from.saturating_add(1)),
             Direction::Forward => (
-                (short_room, from.saturating_add(1)),
-                (short_room, to.map_or(u64::MAX, |t| t.saturating_add(1))),
+                from.saturating_add(1),
+                to.map_or(u64::MAX, |t| t.saturating_add(1)),
             ),
         };
-        let rows = self.pdus.range(
-            &start_key.encode(),
-            &end_key.encode(),
+        let rows = self.timeline.rows(
+            short_room,
+            range,
             direction == Direction::Backward,
             MAX_SCAN,
         )?;
@@ -457,7 +397,7 @@ impl RoomService {
             }
             last_position = Some(count);
             let pdu = Pdu::from_raw(&object)?;
-            let Some(location) = self.location(&pdu.event_id)? else {
+            let Some(location) = self.timeline.location(&pdu.event_id)? else {
                 continue;
             };
             if !filter.matches(&pdu)
@@ -514,6 +454,7 @@ impl RoomService {
     ) -> Result<Context> {
         let event = self.event_for_user(session, room_id, event_id)?;
         let location = self
+            .timeline
             .location(event_id)?
             .ok_or_else(|| Error::not_found("Event not found"))?;
         let before_limit = limit / 2;

@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use super::RoomService;
-use crate::{error::Result, storage::KeyCodec};
+use super::timeline::Timeline;
+use crate::error::Result;
 
 /// Events read when an entry is built, and the least kept when it is trimmed.
 pub const RECENT_KEPT: usize = 50;
@@ -43,18 +43,14 @@ impl RecentEvents {
     }
 }
 
-impl RoomService {
+impl Timeline {
     /// The newest events of a room (see the module documentation).
     pub fn recent_events(&self, short_room: u64) -> Result<Arc<RecentEvents>> {
         let lookup = self.recent.get(&short_room);
         if let Some(recent) = lookup.value {
             return Ok(recent);
         }
-        let rows = self.pdus.iter_range_raw(
-            &(short_room, 0).encode(),
-            &(short_room, u64::MAX).encode(),
-            true,
-        );
+        let rows = self.rows_newest_first(short_room, (0, u64::MAX));
         let mut events = Vec::new();
         for row in rows.take(RECENT_KEPT) {
             let (position, raw) = row?;

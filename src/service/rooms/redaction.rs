@@ -69,6 +69,7 @@ impl RoomService {
                 Error::bad_json("A redaction needs `redacts`: the event to redact")
             })?;
         let target_event = self
+            .timeline
             .get_pdu(&target)?
             .filter(|pdu| pdu.room_id == room_id)
             .ok_or_else(|| Error::not_found("Event not found"))?;
@@ -104,13 +105,13 @@ impl RoomService {
         let Some(target) = redaction_target(rules, redaction) else {
             return Ok(None);
         };
-        let Some(location) = self.location(&target)? else {
+        let Some(location) = self.timeline.location(&target)? else {
             return Ok(None);
         };
         if location.short_room != short_room {
             return Ok(None);
         }
-        let Some(raw) = self.pdus.get(&(location.short_room, location.count))? else {
+        let Some(raw) = self.timeline.raw_at(location.short_room, location.count)? else {
             return Ok(None);
         };
         let target_event = Pdu::from_raw(&raw)?;
@@ -145,11 +146,8 @@ impl RoomService {
         let because = ruma::canonical_json::to_canonical_value(because).map_err(Error::internal)?;
         let unsigned = CanonicalJsonObject::from_iter([("redacted_because".to_owned(), because)]);
         redacted.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
-        self.pdus.put(
-            batch,
-            &(location.short_room, location.count),
-            &super::persist::raw_object(&redacted)?,
-        );
+        self.timeline
+            .rewrite(batch, &location, super::persist::raw_object(&redacted)?);
         Ok(Some(location.short_event))
     }
 }

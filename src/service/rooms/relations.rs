@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
-    error::{Error, Result},
+    error::Result,
     service::{
         cache::Cache,
         rooms::{EventLocation, Pdu, RoomService, read::Direction},
@@ -164,12 +164,16 @@ impl RoomService {
                     && r.event_type == pdu.kind.to_string()
             })
             .find_map(|(_, r)| {
-                self.get_pdu(&r.child).ok().flatten().filter(|edit| {
-                    !edit
-                        .content_value()
-                        .as_object()
-                        .is_none_or(|c| c.is_empty())
-                })
+                self.timeline
+                    .get_pdu(&r.child)
+                    .ok()
+                    .flatten()
+                    .filter(|edit| {
+                        !edit
+                            .content_value()
+                            .as_object()
+                            .is_none_or(|c| c.is_empty())
+                    })
             });
         if let Some(edit) = latest_edit {
             aggregated.insert(
@@ -179,7 +183,7 @@ impl RoomService {
         }
         if let Some(thread) = self.relation_index.thread(&pdu.room_id, &pdu.event_id)?
             && let Some(latest) = &thread.latest_event
-            && let Some(latest) = self.get_pdu(latest)?
+            && let Some(latest) = self.timeline.get_pdu(latest)?
         {
             let participated = viewer.is_some_and(|v| {
                 thread.participants.contains(&v.user_id) || pdu.sender == v.user_id
@@ -240,10 +244,10 @@ impl RoomService {
                 });
                 break;
             }
-            let Some(location) = self.location(&relation.child)? else {
+            let Some(location) = self.timeline.location(&relation.child)? else {
                 continue;
             };
-            let Some(pdu) = self.pdu_at(location.short_room, location.count)? else {
+            let Some(pdu) = self.timeline.pdu_at(location.short_room, location.count)? else {
                 continue;
             };
             if self.user_can_see(&session.user_id, &pdu, &location)? {
@@ -254,21 +258,16 @@ impl RoomService {
     }
 
     /// `GET /rooms/{roomId}/threads`: thread roots by latest activity; `participated` keeps
-    /// those the user took part in. The token is an offset.
+    /// those the user took part in. The token is an offset (`from`).
     pub fn threads_for_user(
         &self,
         session: &Session,
         room_id: &RoomId,
         participated_only: bool,
-        from: Option<&str>,
+        offset: Option<usize>,
         limit: usize,
     ) -> Result<RelationsPage> {
-        let offset = match from {
-            Some(token) => token
-                .parse::<usize>()
-                .map_err(|_| Error::invalid_param("Invalid from token"))?,
-            None => 0,
-        };
+        let offset = offset.unwrap_or(0);
         let mut threads = self.relation_index.threads_of(room_id)?;
         threads.sort_by_key(|(_, thread)| std::cmp::Reverse(thread.latest_count));
         let mut chunk = Vec::new();
@@ -282,10 +281,10 @@ impl RoomService {
             let Ok(root) = EventId::parse(&root) else {
                 continue;
             };
-            let Some(location) = self.location(&root)? else {
+            let Some(location) = self.timeline.location(&root)? else {
                 continue;
             };
-            let Some(pdu) = self.pdu_at(location.short_room, location.count)? else {
+            let Some(pdu) = self.timeline.pdu_at(location.short_room, location.count)? else {
                 continue;
             };
             let participated =

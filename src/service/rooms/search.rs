@@ -13,7 +13,7 @@ use crate::{
         rooms::{Pdu, RoomService, read::EventFilter},
         users::sessions::Session,
     },
-    storage::{Batch, Db, Table, codec, tables},
+    storage::{Batch, Db, Table, codec, keys::SearchKey, tables},
 };
 
 /// Searchable fields by event type.
@@ -50,8 +50,12 @@ fn searchable(pdu: &Pdu) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-fn index_key(room_id: &RoomId, token: &str) -> String {
-    format!("{room_id}\u{0}{token}")
+fn index_key(room_id: &RoomId, token: &str, count: u64) -> SearchKey {
+    SearchKey {
+        room: room_id.to_string(),
+        token: token.to_owned(),
+        count,
+    }
 }
 
 /// Query options for [`RoomService::search`].
@@ -85,7 +89,7 @@ pub struct SearchResults {
 /// The full-text index: owns its table; `persist` adds every event to it in the event's
 /// batch, redaction removes the redacted event's tokens.
 pub struct SearchIndex {
-    table: Table<(String, u64), Vec<String>>,
+    table: Table<SearchKey, Vec<String>>,
 }
 
 impl SearchIndex {
@@ -106,7 +110,7 @@ impl SearchIndex {
         for (token, fields) in fields_by_token {
             let fields: Vec<String> = fields.into_iter().map(str::to_owned).collect();
             self.table
-                .put(batch, &(index_key(&pdu.room_id, &token), count), &fields);
+                .put(batch, &index_key(&pdu.room_id, &token, count), &fields);
         }
     }
 
@@ -115,13 +119,13 @@ impl SearchIndex {
         for (_, text) in searchable(pdu) {
             for token in tokenize(&text) {
                 self.table
-                    .delete(batch, &(index_key(&pdu.room_id, &token), count));
+                    .delete(batch, &index_key(&pdu.room_id, &token, count));
             }
         }
     }
 
     /// Positions of events in `room` holding every token of `tokens` in one of `keys`.
-    pub(super) fn matching_positions(
+    pub(crate) fn matching_positions(
         &self,
         room_id: &RoomId,
         tokens: &BTreeSet<String>,
@@ -129,13 +133,13 @@ impl SearchIndex {
     ) -> Result<Vec<u64>> {
         let mut result: Option<BTreeSet<u64>> = None;
         for token in tokens {
-            let prefix = codec::prefix(&index_key(room_id, token));
+            let prefix = codec::prefix_of(&[room_id.as_str(), token]);
             let positions: BTreeSet<u64> = self
                 .table
                 .scan_prefix(&prefix)?
                 .into_iter()
                 .filter(|(_, fields)| fields.iter().any(|f| keys.contains(f)))
-                .map(|((_, count), _)| count)
+                .map(|(key, _)| key.count)
                 .collect();
             result = Some(match result {
                 Some(previous) => previous.intersection(&positions).copied().collect(),
@@ -173,7 +177,7 @@ impl RoomService {
         rooms.sort();
         let mut hits = Vec::new();
         for room_id in rooms {
-            let Some((short_room, _)) = self.room(&room_id)? else {
+            let Some((short_room, _)) = self.registry.room(&room_id)? else {
                 continue;
             };
             for count in self
@@ -183,10 +187,10 @@ impl RoomService {
                 if hits.len() >= MAX_HITS {
                     break;
                 }
-                let Some(pdu) = self.pdu_at(short_room, count)? else {
+                let Some(pdu) = self.timeline.pdu_at(short_room, count)? else {
                     continue;
                 };
-                let Some(location) = self.location(&pdu.event_id)? else {
+                let Some(location) = self.timeline.location(&pdu.event_id)? else {
                     continue;
                 };
                 if !query.filter.matches(&pdu)

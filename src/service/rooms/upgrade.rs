@@ -38,7 +38,7 @@ impl Services {
                 "Room version {new_version} is not supported"
             )));
         }
-        if self.rooms.room(old_room)?.is_none() {
+        if self.rooms.registry.room(old_room)?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
         if !self.rooms.members.is_joined(user, old_room)? {

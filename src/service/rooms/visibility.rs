@@ -71,6 +71,7 @@ impl RoomService {
     /// power-levels event yet: the creator has 100).
     pub fn power_levels(&self, room_id: &RoomId) -> Result<PowerLevels> {
         let (_, room) = self
+            .registry
             .room(room_id)?
             .ok_or_else(|| Error::not_found("Unknown room"))?;
         let rules = rules_for(&room.version)?;
@@ -124,6 +125,7 @@ impl RoomService {
         state_key: &str,
     ) -> Result<Option<Value>> {
         match self
+            .timeline
             .state_hash_before(location.short_event)?
             .filter(|hash| *hash != 0)
         {
@@ -198,7 +200,7 @@ impl RoomService {
         if current.count <= location.count {
             return Ok(false);
         }
-        let Some(last) = self.location(&current.event_id)? else {
+        let Some(last) = self.timeline.location(&current.event_id)? else {
             return Ok(false);
         };
         let before =
@@ -225,7 +227,10 @@ impl RoomService {
         if pdu.state_key.as_deref() == Some(user.as_str()) {
             return self.user_can_see(user, pdu, location);
         }
-        let snapshot = self.state_hash_before(location.short_event)?.unwrap_or(0);
+        let snapshot = self
+            .timeline
+            .state_hash_before(location.short_event)?
+            .unwrap_or(0);
         if let Some(visible) = cache.get(&snapshot) {
             return Ok(*visible);
         }

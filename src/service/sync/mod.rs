@@ -45,7 +45,7 @@ use render::SyncBody;
 pub use render::SyncResponse;
 
 use crate::{
-    error::{Error, Result},
+    error::Result,
     service::{Services, users::sessions::Session},
     util::now_millis,
 };
@@ -97,14 +97,4 @@ impl Services {
             has_updates,
         })
     }
-}
-
-/// Parses a sync token.
-pub fn parse_since(token: Option<&str>) -> Result<Option<u64>> {
-    token
-        .map(|t| {
-            t.parse::<u64>()
-                .map_err(|_| Error::invalid_param(format!("Invalid since token {t:?}")))
-        })
-        .transpose()
 }

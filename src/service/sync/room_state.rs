@@ -36,7 +36,7 @@ impl SyncContext<'_> {
     ) -> Result<Vec<Arc<CachedEvent>>> {
         let mut events = Vec::new();
         for short_event in entries {
-            if let Some(cached) = self.services.rooms.cached_event(short_event)?
+            if let Some(cached) = self.services.rooms.timeline.cached_event(short_event)?
                 && self.wanted_state_event(&cached, senders)
             {
                 events.push(cached);
@@ -61,6 +61,7 @@ impl SyncContext<'_> {
             return self.state_events(state.into_values(), senders);
         };
         let hash = rooms
+            .timeline
             .state_hash_before(first.location.short_event)?
             .unwrap_or(0);
         let snapshot = rooms.snapshot_events(hash)?;

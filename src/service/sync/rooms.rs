@@ -89,7 +89,7 @@ impl SyncContext<'_> {
                 events.push(event.to_stripped_state());
             }
         }
-        if let Some(event) = rooms.get_pdu(&membership.event_id)? {
+        if let Some(event) = rooms.timeline.get_pdu(&membership.event_id)? {
             events.push(event.to_stripped_state());
         }
         Ok(events)
@@ -103,7 +103,7 @@ impl SyncContext<'_> {
         account_data: Vec<Value>,
         ignored: &HashSet<String>,
     ) -> Result<Option<JoinedRoom>> {
-        let Some((short_room, record)) = self.services.rooms.room(room_id)? else {
+        let Some((short_room, record)) = self.services.rooms.registry.room(room_id)? else {
             return Ok(None);
         };
         let (since, full_state) = (self.since, self.full_state);
@@ -195,7 +195,7 @@ impl SyncContext<'_> {
 
     /// A left (or banned) room's entry: its timeline up to the leave and the state before it.
     fn left_room(&self, room_id: &RoomId, membership: &Membership) -> Result<Option<LeftRoom>> {
-        let Some((short_room, _)) = self.services.rooms.room(room_id)? else {
+        let Some((short_room, _)) = self.services.rooms.registry.room(room_id)? else {
             return Ok(None);
         };
         let from = self.since.unwrap_or(0);

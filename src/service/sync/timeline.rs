@@ -10,7 +10,7 @@ use super::{
     SyncContext,
     render::{Timeline, TimelineEvent},
 };
-use crate::{error::Result, service::rooms::event_cache::CachedEvent, storage::KeyCodec};
+use crate::{error::Result, service::rooms::event_cache::CachedEvent};
 
 impl SyncContext<'_> {
     /// Timeline events of a room in `(since, until]` that pass the timeline filter, the
@@ -46,7 +46,7 @@ impl SyncContext<'_> {
             events.push(event);
             Ok(None)
         };
-        let recent = rooms.recent_events(short_room)?;
+        let recent = rooms.timeline.recent_events(short_room)?;
         let mut limited = None;
         for &(position, short_event) in recent.events.iter().rev() {
             if position > until {
@@ -56,7 +56,7 @@ impl SyncContext<'_> {
                 limited = Some(false);
                 break;
             }
-            if let Some(event) = rooms.cached_event(short_event)?
+            if let Some(event) = rooms.timeline.cached_event(short_event)?
                 && let Some(done) = take(event)?
             {
                 limited = Some(done);
@@ -65,11 +65,13 @@ impl SyncContext<'_> {
         }
         // Not decided by the newest events and the room has older ones: read on below them.
         if limited.is_none() && recent.floor > since.saturating_add(1) {
-            let start = (short_room, since.saturating_add(1)).encode();
-            let end = (short_room, recent.floor.min(until.saturating_add(1))).encode();
-            for row in rooms.timeline_range(&start, &end) {
+            let range = (
+                since.saturating_add(1),
+                recent.floor.min(until.saturating_add(1)),
+            );
+            for row in rooms.timeline.rows_newest_first(short_room, range) {
                 let (position, raw) = row?;
-                if let Some(event) = rooms.cached_event_from_row(position, &raw)?
+                if let Some(event) = rooms.timeline.cached_event_from_row(position, &raw)?
                     && let Some(done) = take(event)?
                 {
                     limited = Some(done);

@@ -40,7 +40,7 @@ impl Services {
         }
         let mut found: BTreeMap<OwnedUserId, Value> = BTreeMap::new();
         for room in rooms {
-            let Some((short_room, _)) = self.rooms.room(&room)? else {
+            let Some((short_room, _)) = self.rooms.registry.room(&room)? else {
                 continue;
             };
             for (user, content) in self.rooms.joined_member_profiles(short_room)? {
