@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod client;
 pub mod extract;
+pub mod media;
 
 use std::{sync::Arc, time::Duration};
 
@@ -90,10 +91,13 @@ impl RouterExt for Router<AppState> {
 
 /// Every route Hearth serves.
 pub fn router(services: AppState) -> Router {
+    use axum::routing::{post, put};
     use client::{
         account, account_data, devices, directory, discovery, ephemeral, events, profile,
         push_rules, pushers, relations, reporting, rooms, search, session, sync, user_directory,
     };
+    use media::MediaRouterExt;
+    use ruma::api::client::media::{create_content, create_content_async};
     let routes = Router::new()
         // Discovery and capabilities
         .ruma(discovery::versions)
@@ -214,6 +218,20 @@ pub fn router(services: AppState) -> Router {
         .ruma(directory::set_visibility)
         .ruma(directory::public_rooms)
         .ruma(directory::public_rooms_filtered)
+        // Media repository (uploads stream their bodies: no ruma extractor)
+        .ruma(media::config)
+        .ruma(media::config_legacy)
+        .ruma(media::create)
+        .on_ruma_paths::<create_content::v3::Request>(post(media::upload::upload))
+        .on_ruma_paths::<create_content_async::v3::Request>(put(media::upload::upload_reserved))
+        .ruma(media::download::get)
+        .ruma(media::download::get_named)
+        .ruma(media::download::get_legacy)
+        .ruma(media::download::get_legacy_named)
+        .ruma(media::download::get_thumbnail)
+        .ruma(media::download::get_thumbnail_legacy)
+        .ruma(media::preview)
+        .ruma(media::preview_legacy)
         // Synapse-compatible admin API
         .route(
             "/_synapse/admin/v1/register",

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod egress;
 pub mod ephemeral;
 pub mod keyed_locks;
+pub mod media;
 pub mod notifier;
 pub mod push;
 pub mod ratelimit;
@@ -48,6 +49,7 @@ pub struct Services {
     pub presence: presence::PresenceService,
     pub egress: egress::Egress,
     pub push: Arc<push::PushService>,
+    pub media: Arc<media::MediaService>,
 }
 
 impl Services {
@@ -61,6 +63,7 @@ impl Services {
         let push = Arc::new(push::PushService::new(&db, notifier.clone())?);
         let device_hooks: Vec<Arc<dyn sessions::DeviceRemovalHook>> = vec![push.pushers.clone()];
         Ok(Self {
+            media: media::MediaService::new(db.clone(), &config)?,
             egress: egress::Egress::new(&config.federation)?,
             rooms: rooms::RoomService::new(
                 db.clone(),

@@ -155,6 +155,26 @@ column_families! {
     /// Pushes waiting for delivery to a gateway. Key: a count (u64 BE, so the queue is in
     /// order). Value: `service::push::gateway::PushJob`.
     PushQueue => "push_queue",
+    /// Media records. Key: origin server ‖ 0xFF ‖ media id. Value:
+    /// `service::media::MediaRecord` (uploader, size, type, filename, created, SHA-256).
+    Media => "media",
+    /// Media ids reserved with `/create`, not uploaded yet. Key: origin ‖ 0xFF ‖ media id.
+    /// Value: `service::media::PendingRecord` (owner, expiry).
+    MediaPending => "media_pending",
+    /// Reserved media ids of each user (reverse of `media_pending`). Key: user id ‖ 0xFF ‖
+    /// media id. Value: expiry (ms since the epoch).
+    MediaPendingByUser => "media_pending_by_user",
+    /// Media each local user uploaded. Key: user id ‖ 0xFF ‖ origin ‖ 0xFF ‖ media id. Value:
+    /// `true`.
+    MediaByUser => "media_by_user",
+    /// Files of the blob store and how many media records name each. Key: SHA-256 (32
+    /// bytes). Value: `service::media::BlobRecord`.
+    MediaBlobs => "media_blobs",
+    /// Cached thumbnails. Key: hex SHA-256 of the original ‖ 0xFF ‖ size name (`96x96-crop`).
+    /// Value: `service::media::ThumbnailRecord`.
+    MediaThumbnails => "media_thumbnails",
+    /// Cached URL previews. Key: the URL. Value: `service::media::PreviewRecord`.
+    MediaPreviews => "media_previews",
 }
 
 /// Every table with its key and value types (layouts in [`Cf`]'s documentation).
@@ -165,6 +185,7 @@ pub mod tables {
     use crate::service::{
         account_data::AccountDataRecord,
         ephemeral::{ReceiptRecord, to_device::ToDeviceMessage},
+        media::{BlobRecord, MediaRecord, PendingRecord, PreviewRecord, ThumbnailRecord},
         push::{
             gateway::PushJob,
             notifications::{NotificationRecord, PushMark},
@@ -234,6 +255,13 @@ pub mod tables {
         NOTIFICATIONS: Notifications => (String, u64) => NotificationRecord,
         PUSHERS: Pushers => (String, String, String) => PusherRecord,
         PUSH_QUEUE: PushQueue => u64 => PushJob,
+        MEDIA: Media => Pair => MediaRecord,
+        MEDIA_PENDING: MediaPending => Pair => PendingRecord,
+        MEDIA_PENDING_BY_USER: MediaPendingByUser => Pair => u64,
+        MEDIA_BY_USER: MediaByUser => (String, String, String) => bool,
+        MEDIA_BLOBS: MediaBlobs => [u8; 32] => BlobRecord,
+        MEDIA_THUMBNAILS: MediaThumbnails => Pair => ThumbnailRecord,
+        MEDIA_PREVIEWS: MediaPreviews => String => PreviewRecord,
     }
 
     #[cfg(test)]
