@@ -38,6 +38,9 @@ use crate::{
 /// [`Ruma`] extractor) under every path ruma knows for `Req`.
 pub trait MediaRouterExt {
     fn on_ruma_paths<Req: IncomingRequest>(self, handler: MethodRouter<AppState>) -> Self;
+    /// Also serves `Req`'s paths with a trailing slash: matrix-nio downloads
+    /// `…/download/{server}/{id}/` (an empty file name) when it asks for no name.
+    fn with_trailing_slash<Req: IncomingRequest>(self, handler: MethodRouter<AppState>) -> Self;
 }
 
 impl MediaRouterExt for Router<AppState> {
@@ -45,6 +48,12 @@ impl MediaRouterExt for Router<AppState> {
         Req::PATH_BUILDER
             .all_paths()
             .fold(self, |router, path| router.route(path, handler.clone()))
+    }
+
+    fn with_trailing_slash<Req: IncomingRequest>(self, handler: MethodRouter<AppState>) -> Self {
+        Req::PATH_BUILDER.all_paths().fold(self, |router, path| {
+            router.route(&format!("{path}/"), handler.clone())
+        })
     }
 }
 

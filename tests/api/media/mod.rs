@@ -1,6 +1,7 @@
 //! The media repository over HTTP: uploads, downloads, thumbnails and URL previews, with the
 //! bad inputs of each.
 
+mod admin;
 mod download;
 mod preview;
 mod thumbnail;
