@@ -5,8 +5,8 @@
 #
 # Sizes can be overridden: REGISTER_USERS, SEND_MESSAGES, CONCURRENT_SENDERS,
 # CONCURRENT_MESSAGES, FANOUT_RECEIVERS, FANOUT_MESSAGES, SYNC_ROOMS, SYNC_MEMBERS,
-# SYNC_EVENTS, SYNC_SAMPLES, PUSH_MEMBERS, PUSH_PUSHERS, PUSH_MESSAGES, IDLE_CLIENTS,
-# IDLE_SECONDS.
+# SYNC_EVENTS, SYNC_SAMPLES, PUSH_MEMBERS, PUSH_PUSHERS, PUSH_MESSAGES, MEDIA_MIB,
+# MEDIA_ROUNDS, MEDIA_PHOTOS, IDLE_CLIENTS, IDLE_SECONDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
@@ -109,6 +109,7 @@ scenario concurrent concurrent --senders "${CONCURRENT_SENDERS:-10}" --messages 
 scenario fanout fanout --receivers "${FANOUT_RECEIVERS:-20}" --messages "${FANOUT_MESSAGES:-50}"
 scenario initial-sync initial-sync --rooms "${SYNC_ROOMS:-50}" --members "${SYNC_MEMBERS:-50}" --events "${SYNC_EVENTS:-20}" --samples "${SYNC_SAMPLES:-20}"
 scenario push push --members "${PUSH_MEMBERS:-1000}" --pushers "${PUSH_PUSHERS:-100}" --messages "${PUSH_MESSAGES:-20}"
+scenario media media --size-mib "${MEDIA_MIB:-20}" --rounds "${MEDIA_ROUNDS:-3}" --photos "${MEDIA_PHOTOS:-3}"
 scenario idle idle --clients "${IDLE_CLIENTS:-200}" --seconds "${IDLE_SECONDS:-10}"
 
 python3 benches/report.py "$results" "$(git rev-parse --short HEAD)" > benches/RESULTS.md

@@ -28,6 +28,14 @@ pub enum AdminCommand {
     },
     ListUsers,
     ListReports,
+    /// Deletes one media (`mxc://server/id`); its file goes when nothing else names it.
+    DeleteMedia {
+        mxc: String,
+    },
+    /// Deletes every media a local user uploaded.
+    DeleteUserMedia {
+        user: String,
+    },
 }
 
 /// The answer to a command (one JSON line).
@@ -45,6 +53,9 @@ pub enum AdminReply {
     },
     Reports {
         reports: Vec<crate::service::reports::Report>,
+    },
+    MediaDeleted {
+        count: usize,
     },
     Failed {
         error: String,
@@ -101,6 +112,25 @@ fn run(services: &Services, command: AdminCommand) -> Result<AdminReply, Error> 
         AdminCommand::ListReports => Ok(AdminReply::Reports {
             reports: services.reports.list()?,
         }),
+        AdminCommand::DeleteMedia { mxc } => {
+            let uri = ruma::OwnedMxcUri::from(mxc.as_str());
+            let (server, media_id) = uri
+                .parts()
+                .map_err(|_| Error::invalid_param(format!("{mxc} is not an mxc:// URI")))?;
+            if !services.media.delete(server, media_id)? {
+                return Err(Error::not_found(format!("No media {mxc}")));
+            }
+            Ok(AdminReply::MediaDeleted { count: 1 })
+        }
+        AdminCommand::DeleteUserMedia { user } => {
+            let user_id = services
+                .users
+                .resolve_login_name(&user)
+                .ok_or_else(|| Error::not_found(format!("No local user {user}")))?;
+            Ok(AdminReply::MediaDeleted {
+                count: services.media.delete_user_media(&user_id)?,
+            })
+        }
     }
 }
 
@@ -163,6 +193,8 @@ fn redacted(command: &AdminCommand) -> String {
         AdminCommand::ResetPassword { name, .. } => format!("reset_password {name}"),
         AdminCommand::ListUsers => "list_users".to_owned(),
         AdminCommand::ListReports => "list_reports".to_owned(),
+        AdminCommand::DeleteMedia { mxc } => format!("delete_media {mxc}"),
+        AdminCommand::DeleteUserMedia { user } => format!("delete_user_media {user}"),
     }
 }
 

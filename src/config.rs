@@ -13,6 +13,9 @@ use std::{
 use ruma::{OwnedServerName, ServerName};
 use serde::{Deserialize, Serialize};
 
+mod media;
+pub use media::MediaConfig;
+
 /// Everything an operator can configure. `example.toml` documents each key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +51,7 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub federation: FederationConfig,
     pub push: PushConfig,
+    pub media: MediaConfig,
 }
 
 /// Delivery of push notifications to push gateways (`POST …/_matrix/push/v1/notify`).
@@ -258,6 +262,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             federation: FederationConfig::default(),
             push: PushConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -387,7 +392,8 @@ impl Config {
                 c.role
             )));
         }
-        self.federation.validate()
+        self.federation.validate()?;
+        self.media.validate()
     }
 
     /// The parsed server name (validated in [`Config::validate`]).
@@ -420,6 +426,12 @@ impl Config {
         if self.federation.enabled && self.federation.tls_certificate.is_none() {
             warnings.push(
                 "federation listener without TLS: put a TLS-terminating proxy in front of it"
+                    .to_owned(),
+            );
+        }
+        if self.media.url_preview_allow_private_addresses {
+            warnings.push(
+                "media.url_preview_allow_private_addresses = true: URL previews may reach loopback and private networks"
                     .to_owned(),
             );
         }
@@ -503,6 +515,7 @@ fn is_known_optional(sections: &[String], leaf: &str) -> bool {
         [] => &["registration_token", "registration_shared_secret"],
         [s] if s == "well_known" => &["client", "server", "support_page"],
         [s] if s == "federation" => &["tls_certificate", "tls_private_key"],
+        [s] if s == "media" => &["path"],
         _ => &[],
     };
     optional.contains(&leaf)
@@ -571,6 +584,8 @@ mod tests {
             "tls_certificate",
             "tls_private_key",
             "[federation.resolve]",
+            "[media]",
+            "# path =",
         ] {
             assert!(text.contains(key), "example.toml does not mention {key}");
         }

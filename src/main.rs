@@ -1,4 +1,4 @@
-//! The `hearth` command line: `serve`, `user …`, `config check`, `version`.
+//! The `hearth` command line: `serve`, `user …`, `media …`, `config check`, `version`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -26,6 +26,11 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage the media repository (works whether or not the server is running).
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
     },
     /// Abuse reports filed by users.
     Reports {
@@ -59,6 +64,14 @@ enum UserCommand {
     },
     /// List accounts.
     List,
+}
+
+#[derive(Subcommand)]
+enum MediaCommand {
+    /// Delete one media by its mxc:// URI (the file goes when no other media shares it).
+    Delete { mxc: String },
+    /// Delete every media a local user uploaded.
+    DeleteUser { name: String },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +110,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => runtime.block_on(serve(config)),
         Command::User { command } => runtime.block_on(user(config, command)),
+        Command::Media { command } => {
+            let command = match command {
+                MediaCommand::Delete { mxc } => AdminCommand::DeleteMedia { mxc },
+                MediaCommand::DeleteUser { name } => AdminCommand::DeleteUserMedia { user: name },
+            };
+            runtime.block_on(admin_command(config, command, None))
+        }
         Command::Reports {
             command: ReportsCommand::List,
         } => runtime.block_on(admin_command(config, AdminCommand::ListReports, None)),
@@ -263,6 +283,7 @@ async fn admin_command(
                 );
             }
         }
+        AdminReply::MediaDeleted { count } => println!("deleted {count} media"),
         AdminReply::Failed { error } => return Err(error),
     }
     if let Some(password) = generated {

@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod media;
 mod push;
 
 use clap::{Parser, Subcommand};
@@ -93,6 +94,16 @@ enum Scenario {
         pushers: usize,
         #[arg(long, default_value_t = 20)]
         messages: usize,
+    },
+    /// Upload and download R files of M MiB (MiB/s, server CPU per MiB, peak RSS during the
+    /// uploads), then thumbnails of P 4000×3000 JPEGs (first request and cached).
+    Media {
+        #[arg(long, default_value_t = 20)]
+        size_mib: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 3)]
+        photos: usize,
     },
     /// C idle long-polling clients; server RSS and CPU while idle.
     Idle {
@@ -340,6 +351,11 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
             pushers,
             messages,
         } => push::run(cli, http, members, pushers, messages).await,
+        Scenario::Media {
+            size_mib,
+            rounds,
+            photos,
+        } => media::run(cli, http, size_mib, rounds, photos).await,
         Scenario::Send { messages } => {
             let sender = Client::register(http, url, &format!("{prefix}sender")).await?;
             let room = sender.create_room(false).await?;

@@ -49,8 +49,9 @@ func (s *server) logPath() string    { return filepath.Join(s.dir, "hearth.log")
 
 // writeConfig writes the server's hearth.toml: its name and address, a fresh data dir, TLS
 // for federation from the minted certificate, trust in Complement's CA, the static names of
-// every server in the deployment, and settings that keep tests fast (no rate limits, cheap
-// password hashes, no fsync).
+// every server in the deployment, settings that keep tests fast (no rate limits, cheap
+// password hashes, no fsync), and media as Complement expects it (legacy endpoints serve new
+// media, URL previews on and allowed to reach loopback).
 func (s *server) writeConfig(caPath string, peers []*server, logLevel string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server_name = %q\n", s.name)
@@ -62,6 +63,10 @@ func (s *server) writeConfig(caPath string, peers []*server, logLevel string) er
 	b.WriteString("\n[storage]\nsync_writes = false\n")
 	b.WriteString("\n[password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n")
 	b.WriteString("\n[rate_limits]\nenabled = false\n")
+	// Complement downloads new media over the legacy endpoints too (Synapse, which freezes
+	// them, skips those tests) and previews pages of its own web server on loopback.
+	b.WriteString("\n[media]\nenable_authenticated_media = false\n")
+	b.WriteString("url_preview = true\nurl_preview_allow_private_addresses = true\n")
 	b.WriteString("\n[federation]\nenabled = true\n")
 	fmt.Fprintf(&b, "address = %q\nport = %d\n", s.ip.String(), federationPort)
 	fmt.Fprintf(&b, "tls_certificate = %q\n", filepath.Join(s.dir, "federation.crt"))

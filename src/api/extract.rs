@@ -240,6 +240,28 @@ fn check_pusher_fields(body: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Who sent a request, by its access token as `token_use` asks. [`Ruma`] calls it; so do
+/// handlers that read their body themselves (media uploads stream theirs to disk).
+pub async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    token_use: TokenUse,
+) -> Result<Caller, Error> {
+    Ok(match (token_use, access_token(parts)) {
+        (TokenUse::Ignored, _) => Caller::Anonymous,
+        (TokenUse::Required, None) => return Err(Error::missing_token()),
+        (TokenUse::Optional, None) => Caller::Anonymous,
+        (_, Some(token)) => {
+            // Reads RocksDB and may write the device's last-seen time: blocking work.
+            let ip = client_ip(parts).map(|ip| ip.to_string());
+            let session = state
+                .blocking(move |s| s.sessions.authenticate(&token, ip.as_deref()))
+                .await?;
+            Caller::User(session)
+        }
+    })
+}
+
 impl<T> FromRequest<AppState> for Ruma<T>
 where
     T: IncomingRequest + Send + 'static,
@@ -258,21 +280,7 @@ where
             .collect();
         let client_ip = client_ip(&parts);
         let bytes = read_body(body, state.config.max_request_size).await?;
-
-        let token = access_token(&parts);
-        let caller = match (T::Authentication::TOKEN, token) {
-            (TokenUse::Ignored, _) => Caller::Anonymous,
-            (TokenUse::Required, None) => return Err(Error::missing_token()),
-            (TokenUse::Optional, None) => Caller::Anonymous,
-            (_, Some(token)) => {
-                // Reads RocksDB and may write the device's last-seen time: blocking work.
-                let ip = client_ip.map(|ip| ip.to_string());
-                let session = state
-                    .blocking(move |s| s.sessions.authenticate(&token, ip.as_deref()))
-                    .await?;
-                Caller::User(session)
-            }
-        };
+        let caller = authenticate(&parts, state, T::Authentication::TOKEN).await?;
 
         if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
             return Err(Error::not_json("Request body is not valid JSON"));

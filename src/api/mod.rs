@@ -6,6 +6,7 @@ pub mod admin;
 pub mod client;
 pub mod extract;
 pub mod federation;
+pub mod media;
 
 use std::{sync::Arc, time::Duration};
 
@@ -91,11 +92,21 @@ impl RouterExt for Router<AppState> {
 }
 
 /// Every route Hearth serves.
+#[allow(
+    deprecated,
+    reason = "the legacy media endpoints are served on purpose"
+)]
 pub fn router(services: AppState) -> Router {
+    use axum::routing::{get, post, put};
     use client::{
         account, account_data, backup, devices, directory, discovery, ephemeral, events, keys,
         profile, push_rules, pushers, relations, reporting, rooms, search, session, sync,
         user_directory,
+    };
+    use media::MediaRouterExt;
+    use ruma::api::client::{
+        authenticated_media as v1_media,
+        media::{self as v3_media, create_content, create_content_async},
     };
     let routes = Router::new()
         // Discovery and capabilities
@@ -238,6 +249,22 @@ pub fn router(services: AppState) -> Router {
         .ruma(directory::set_visibility)
         .ruma(directory::public_rooms)
         .ruma(directory::public_rooms_filtered)
+        // Media repository (uploads stream their bodies: no ruma extractor)
+        .ruma(media::config)
+        .ruma(media::config_legacy)
+        .ruma(media::create)
+        .on_ruma_paths::<create_content::v3::Request>(post(media::upload::upload))
+        .on_ruma_paths::<create_content_async::v3::Request>(put(media::upload::upload_reserved))
+        .ruma(media::download::get)
+        .with_trailing_slash::<v1_media::get_content::v1::Request>(get(media::download::get))
+        .ruma(media::download::get_named)
+        .ruma(media::download::get_legacy)
+        .with_trailing_slash::<v3_media::get_content::v3::Request>(get(media::download::get_legacy))
+        .ruma(media::download::get_legacy_named)
+        .ruma(media::download::get_thumbnail)
+        .ruma(media::download::get_thumbnail_legacy)
+        .ruma(media::preview)
+        .ruma(media::preview_legacy)
         // Synapse-compatible admin API
         .route(
             "/_synapse/admin/v1/register",

@@ -6,6 +6,7 @@ pub mod e2ee;
 pub mod egress;
 pub mod ephemeral;
 pub mod keyed_locks;
+pub mod media;
 pub mod notifier;
 pub mod push;
 pub mod ratelimit;
@@ -50,6 +51,7 @@ pub struct Services {
     pub egress: egress::Egress,
     pub push: Arc<push::PushService>,
     pub e2ee: Arc<e2ee::E2eeService>,
+    pub media: Arc<media::MediaService>,
 }
 
 impl Services {
@@ -65,6 +67,7 @@ impl Services {
         let device_hooks: Vec<Arc<dyn sessions::DeviceHook>> =
             vec![push.pushers.clone(), e2ee.clone()];
         Ok(Self {
+            media: media::MediaService::new(db.clone(), &config)?,
             egress: egress::Egress::new(&config.federation)?,
             rooms: rooms::RoomService::new(
                 db.clone(),

@@ -189,6 +189,26 @@ column_families! {
     /// Backed-up room keys. Key: user id ‖ 0xFF ‖ version (u64 BE) ‖ room id ‖ 0xFF ‖ session
     /// id. Value: the key backup data JSON.
     BackupKeys => "backup_keys",
+    /// Media records. Key: origin server ‖ 0xFF ‖ media id. Value:
+    /// `service::media::MediaRecord` (uploader, size, type, filename, created, SHA-256).
+    Media => "media",
+    /// Media ids reserved with `/create`, not uploaded yet. Key: origin ‖ 0xFF ‖ media id.
+    /// Value: `service::media::PendingRecord` (owner, expiry).
+    MediaPending => "media_pending",
+    /// Reserved media ids of each user (reverse of `media_pending`). Key: user id ‖ 0xFF ‖
+    /// media id. Value: expiry (ms since the epoch).
+    MediaPendingByUser => "media_pending_by_user",
+    /// Media each local user uploaded. Key: user id ‖ 0xFF ‖ origin ‖ 0xFF ‖ media id. Value:
+    /// `true`.
+    MediaByUser => "media_by_user",
+    /// Files of the blob store and how many media records name each. Key: SHA-256 (32
+    /// bytes). Value: `service::media::BlobRecord`.
+    MediaBlobs => "media_blobs",
+    /// Cached thumbnails. Key: hex SHA-256 of the original ‖ 0xFF ‖ size name (`96x96-crop`).
+    /// Value: `service::media::ThumbnailRecord`.
+    MediaThumbnails => "media_thumbnails",
+    /// Cached URL previews. Key: the URL. Value: `service::media::PreviewRecord`.
+    MediaPreviews => "media_previews",
 }
 
 /// Every table with its key and value types (layouts in [`Cf`]'s documentation).
@@ -200,6 +220,7 @@ pub mod tables {
         account_data::AccountDataRecord,
         e2ee::{FallbackKey, StoredOneTimeKey, backup::BackupVersion},
         ephemeral::{ReceiptRecord, to_device::ToDeviceMessage},
+        media::{BlobRecord, MediaRecord, PendingRecord, PreviewRecord, ThumbnailRecord},
         push::{
             gateway::PushJob,
             notifications::{NotificationRecord, PushMark},
@@ -282,6 +303,13 @@ pub mod tables {
         KEY_CHANGES: KeyChanges => u64 => String,
         BACKUP_VERSIONS: BackupVersions => (String, u64) => BackupVersion,
         BACKUP_KEYS: BackupKeys => (String, u64, String, String) => Box<RawValue>,
+        MEDIA: Media => Pair => MediaRecord,
+        MEDIA_PENDING: MediaPending => Pair => PendingRecord,
+        MEDIA_PENDING_BY_USER: MediaPendingByUser => Pair => u64,
+        MEDIA_BY_USER: MediaByUser => (String, String, String) => bool,
+        MEDIA_BLOBS: MediaBlobs => [u8; 32] => BlobRecord,
+        MEDIA_THUMBNAILS: MediaThumbnails => Pair => ThumbnailRecord,
+        MEDIA_PREVIEWS: MediaPreviews => String => PreviewRecord,
     }
 
     #[cfg(test)]

@@ -15,6 +15,7 @@ mod errors;
 mod federation;
 mod hostile;
 mod login;
+mod media;
 mod membership;
 mod presence;
 mod profile;

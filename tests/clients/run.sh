@@ -2,9 +2,11 @@
 # Runs real Matrix client libraries against a freshly started hearth process: the admin CLI
 # creates a user through the admin socket, matrix-nio (PyPI) registers another, logs in, reads
 # and writes the profile, lists devices and logs out; two nio clients then chat (room, invite,
-# messages both ways, typing, read receipts); matrix-js-sdk (npm, the SDK inside Element Web)
-# starts two clients as Element does and chats, then chats end-to-end encrypted with its Rust
-# crypto (new devices, cross-signing, key backup); then the server must stop cleanly on SIGTERM.
+# messages both ways, typing, read receipts) and share media (an image and a file as m.image and
+# m.file, byte-identical downloads, thumbnails of the asked sizes); matrix-js-sdk (npm, the SDK
+# inside Element Web) starts two clients as Element does and chats, then chats end-to-end
+# encrypted with its Rust crypto (new devices, cross-signing, key backup); then the server must
+# stop cleanly on SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
@@ -22,7 +24,11 @@ if [ "$(node -p "require('$jssdk/node_modules/matrix-js-sdk/package.json').versi
   mkdir -p "$jssdk"
   npm install --prefix "$jssdk" --no-audit --no-fund --silent "matrix-js-sdk@$jssdk_version"
 fi
-cargo build -q --bin hearth
+# HEARTH_BIN=path runs that binary instead of building one (the target dir may be shared).
+if [ -z "${HEARTH_BIN:-}" ]; then
+  cargo build -q --bin hearth
+  HEARTH_BIN="$target/debug/hearth"
+fi
 
 work="$(mktemp -d)"
 pid=""
@@ -41,7 +47,7 @@ allow_registration = true
 enabled = false
 EOT
 
-"$target/debug/hearth" --config "$work/hearth.toml" serve > "$work/server.log" 2>&1 &
+"$HEARTH_BIN" --config "$work/hearth.toml" serve > "$work/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
   if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/_matrix/client/versions')" 2>/dev/null; then break; fi
@@ -49,11 +55,12 @@ for _ in $(seq 1 100); do
 done
 
 printf 'admin-made-pw\n' > "$work/pw"
-"$target/debug/hearth" --config "$work/hearth.toml" user create cli-user --password-file "$work/pw"
+"$HEARTH_BIN" --config "$work/hearth.toml" user create cli-user --password-file "$work/pw"
 
 status=0
 "$venv/bin/python" tests/clients/nio_client.py "http://127.0.0.1:$port" || status=$?
 "$venv/bin/python" tests/clients/nio_chat.py "http://127.0.0.1:$port" || status=$?
+"$venv/bin/python" tests/clients/nio_media.py "http://127.0.0.1:$port" || status=$?
 node tests/clients/jssdk_client.mjs "http://127.0.0.1:$port" "$jssdk" || status=$?
 node tests/clients/jssdk_e2ee.mjs "http://127.0.0.1:$port" "$jssdk" || status=$?
 
