@@ -32,7 +32,12 @@ def check(name, condition, detail=""):
 def png(width, height):
     """An RGB PNG with a gradient, made with the standard library only."""
     rows = b"".join(
-        b"\x00" + bytes((x * 255 // width, y * 255 // height, (x + y) % 256) for x in range(width))
+        b"\x00"
+        + bytes(
+            channel
+            for x in range(width)
+            for channel in (x * 255 // width, y * 255 // height, (x + y) % 256)
+        )
         for y in range(height)
     )
 

@@ -25,9 +25,12 @@ if [ "$(node -p "require('$jssdk/node_modules/matrix-js-sdk/package.json').versi
   npm install --prefix "$jssdk" --no-audit --no-fund --silent "matrix-js-sdk@$jssdk_version"
 fi
 # HEARTH_BIN=path runs that binary instead of building one (the target dir may be shared).
-if [ -z "${HEARTH_BIN:-}" ]; then
+# It is unset before hearth starts: hearth reads every HEARTH_* variable as a setting.
+hearth_bin="${HEARTH_BIN:-}"
+unset HEARTH_BIN
+if [ -z "$hearth_bin" ]; then
   cargo build -q --bin hearth
-  HEARTH_BIN="$target/debug/hearth"
+  hearth_bin="$target/debug/hearth"
 fi
 
 work="$(mktemp -d)"
@@ -47,7 +50,7 @@ allow_registration = true
 enabled = false
 EOT
 
-"$HEARTH_BIN" --config "$work/hearth.toml" serve > "$work/server.log" 2>&1 &
+"$hearth_bin" --config "$work/hearth.toml" serve > "$work/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
   if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/_matrix/client/versions')" 2>/dev/null; then break; fi
@@ -55,7 +58,7 @@ for _ in $(seq 1 100); do
 done
 
 printf 'admin-made-pw\n' > "$work/pw"
-"$HEARTH_BIN" --config "$work/hearth.toml" user create cli-user --password-file "$work/pw"
+"$hearth_bin" --config "$work/hearth.toml" user create cli-user --password-file "$work/pw"
 
 status=0
 "$venv/bin/python" tests/clients/nio_client.py "http://127.0.0.1:$port" || status=$?
