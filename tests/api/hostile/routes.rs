@@ -105,9 +105,10 @@ macro_rules! routes {
 /// Every route of `hearth::api::router`, keep in step with it.
 pub(super) fn route_table() -> Vec<Route> {
     use ruma::api::client::{
-        account, alias, config, context, device, directory, discovery, filter, knock, membership,
-        message, presence, read_marker, receipt, redact, relations, reporting, room, search,
-        session, state, sync::sync_events, tag, threads, to_device, typing, user_directory,
+        account, alias, backup, config, context, device, directory, discovery, filter, keys, knock,
+        membership, message, presence, push, read_marker, receipt, redact, relations, reporting,
+        room, search, session, state, sync::sync_events, tag, threads, to_device, typing,
+        user_directory,
     };
     let mut routes = Vec::new();
     routes!(routes;
@@ -134,6 +135,24 @@ pub(super) fn route_table() -> Vec<Route> {
             alias::delete_alias::v3::Request,
             filter::get_filter::v3::Request,
             device::get_device::v3::Request,
+            push::get_pushrules_all::v3::Request,
+            push::get_pushrules_global_scope::v3::Request,
+            push::get_pushrule::v3::Request,
+            push::get_pushrule_enabled::v3::Request,
+            push::get_pushrule_actions::v3::Request,
+            push::delete_pushrule::v3::Request,
+            push::get_pushers::v3::Request,
+            push::get_notifications::v3::Request,
+            keys::get_key_changes::v3::Request,
+            backup::get_latest_backup_info::v3::Request,
+            backup::get_backup_info::v3::Request,
+            backup::delete_backup_version::v3::Request,
+            backup::get_backup_keys::v3::Request,
+            backup::get_backup_keys_for_room::v3::Request,
+            backup::get_backup_keys_for_session::v3::Request,
+            backup::delete_backup_keys::v3::Request,
+            backup::delete_backup_keys_for_room::v3::Request,
+            backup::delete_backup_keys_for_session::v3::Request,
         ],
         Login => [session::login::v3::Request],
         Logout => [session::logout::v3::Request, session::logout_all::v3::Request],
