@@ -4,7 +4,10 @@
 //! clients probe for optional kinds such as MSC4306's `postcontent`), changing one is
 //! `400 M_INVALID_PARAM`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
+use ruma::OwnedUserId;
 use ruma::api::client::push::{
     PushRule, delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
     get_pushrules_all, get_pushrules_global_scope, set_pushrule, set_pushrule_actions,
@@ -14,11 +17,16 @@ use ruma::api::client::push::{
 use crate::{
     api::{AppState, Ruma, RumaResponse},
     error::{Error, Result},
-    service::push::rules::{insert_error, known_kind, remove_error},
+    service::push::rules::{PushRulesRecord, insert_error, known_kind, remove_error},
 };
 
 fn no_such_rule() -> Error {
     Error::not_found("No such push rule")
+}
+
+/// The caller's push rules, read on the blocking pool.
+async fn rules_of(services: &AppState, user: OwnedUserId) -> Result<Arc<PushRulesRecord>> {
+    services.blocking(move |s| s.push.rules.record(&user)).await
 }
 
 /// `GET /pushrules/`
@@ -27,9 +35,7 @@ pub async fn get_all(
     request: Ruma<get_pushrules_all::v3::Request>,
 ) -> Result<RumaResponse<get_pushrules_all::v3::Response>> {
     let user = request.session()?.user_id.clone();
-    let record = services
-        .blocking(move |s| s.push.rules.record(&user))
-        .await?;
+    let record = rules_of(&services, user).await?;
     Ok(RumaResponse(get_pushrules_all::v3::Response::new(
         record.global.clone(),
     )))
@@ -41,9 +47,7 @@ pub async fn get_global(
     request: Ruma<get_pushrules_global_scope::v3::Request>,
 ) -> Result<RumaResponse<get_pushrules_global_scope::v3::Response>> {
     let user = request.session()?.user_id.clone();
-    let record = services
-        .blocking(move |s| s.push.rules.record(&user))
-        .await?;
+    let record = rules_of(&services, user).await?;
     Ok(RumaResponse(get_pushrules_global_scope::v3::Response::new(
         record.global.clone(),
     )))
@@ -56,9 +60,7 @@ pub async fn get_rule(
 ) -> Result<RumaResponse<get_pushrule::v3::Response>> {
     let user = request.session()?.user_id.clone();
     let body = request.body;
-    let record = services
-        .blocking(move |s| s.push.rules.record(&user))
-        .await?;
+    let record = rules_of(&services, user).await?;
     let rule = record
         .global
         .get(body.kind, &body.rule_id)
@@ -111,9 +113,7 @@ pub async fn get_enabled(
 ) -> Result<RumaResponse<get_pushrule_enabled::v3::Response>> {
     let user = request.session()?.user_id.clone();
     let body = request.body;
-    let record = services
-        .blocking(move |s| s.push.rules.record(&user))
-        .await?;
+    let record = rules_of(&services, user).await?;
     let rule = record
         .global
         .get(body.kind, &body.rule_id)
@@ -150,9 +150,7 @@ pub async fn get_actions(
 ) -> Result<RumaResponse<get_pushrule_actions::v3::Response>> {
     let user = request.session()?.user_id.clone();
     let body = request.body;
-    let record = services
-        .blocking(move |s| s.push.rules.record(&user))
-        .await?;
+    let record = rules_of(&services, user).await?;
     let rule = record
         .global
         .get(body.kind, &body.rule_id)
