@@ -6,7 +6,9 @@
 # Sizes can be overridden: REGISTER_USERS, SEND_MESSAGES, CONCURRENT_SENDERS,
 # CONCURRENT_MESSAGES, FANOUT_RECEIVERS, FANOUT_MESSAGES, SYNC_ROOMS, SYNC_MEMBERS,
 # SYNC_EVENTS, SYNC_SAMPLES, PUSH_MEMBERS, PUSH_PUSHERS, PUSH_MESSAGES, MEDIA_MIB,
-# MEDIA_ROUNDS, MEDIA_PHOTOS, IDLE_CLIENTS, IDLE_SECONDS.
+# MEDIA_ROUNDS, MEDIA_PHOTOS, KEYS_USERS, KEYS_DEVICES, KEYS_SAMPLES, IDLE_CLIENTS, IDLE_SECONDS.
+# SCENARIOS="push media" runs only those; their rows replace the old ones in
+# benches/results.jsonl, from which benches/RESULTS.md is rendered.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
@@ -89,8 +91,11 @@ wait_up http://127.0.0.1:18208
 wait_up http://127.0.0.1:18108
 
 results="$work/results.jsonl"
+all_scenarios="register send concurrent fanout initial-sync push keys-query keys-claim media idle"
+selected=" ${SCENARIOS:-$all_scenarios} "
 scenario() {
   local name="$1"; shift
+  [[ "$selected" == *" $name "* ]] || return 0
   for server in hearth synapse; do
     local url pid
     local other
@@ -109,8 +114,11 @@ scenario concurrent concurrent --senders "${CONCURRENT_SENDERS:-10}" --messages 
 scenario fanout fanout --receivers "${FANOUT_RECEIVERS:-20}" --messages "${FANOUT_MESSAGES:-50}"
 scenario initial-sync initial-sync --rooms "${SYNC_ROOMS:-50}" --members "${SYNC_MEMBERS:-50}" --events "${SYNC_EVENTS:-20}" --samples "${SYNC_SAMPLES:-20}"
 scenario push push --members "${PUSH_MEMBERS:-1000}" --pushers "${PUSH_PUSHERS:-100}" --messages "${PUSH_MESSAGES:-20}"
+scenario keys-query keys-query --users "${KEYS_USERS:-500}" --samples "${KEYS_SAMPLES:-20}"
+scenario keys-claim keys-claim --devices "${KEYS_DEVICES:-100}" --samples "${KEYS_SAMPLES:-20}"
 scenario media media --size-mib "${MEDIA_MIB:-20}" --rounds "${MEDIA_ROUNDS:-3}" --photos "${MEDIA_PHOTOS:-3}"
 scenario idle idle --clients "${IDLE_CLIENTS:-200}" --seconds "${IDLE_SECONDS:-10}"
 
-python3 benches/report.py "$results" "$(git rev-parse --short HEAD)" > benches/RESULTS.md
+python3 benches/report.py merge "$results" "$(git rev-parse --short HEAD)"
+python3 benches/report.py render > benches/RESULTS.md
 echo "wrote benches/RESULTS.md"

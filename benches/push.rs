@@ -17,12 +17,12 @@ use hearth::{
     Config,
     service::{
         Services,
-        push::evaluate::{EventToEvaluate, RoomForPush},
+        push::evaluate::{EventToEvaluate, Recipient, RoomForPush},
         rooms::{NewEvent, create::CreateRoomRequest},
     },
     storage::Db,
 };
-use ruma::{OwnedUserId, RoomId, UserId};
+use ruma::{RoomId, UserId};
 use serde_json::json;
 
 fn main() {
@@ -48,14 +48,15 @@ fn main() {
     };
     let big = services.create_room(&alice, public()).unwrap();
     let alone = services.create_room(&alice, public()).unwrap();
-    let mut users: Vec<OwnedUserId> = Vec::with_capacity(members);
+    let mut users: Vec<Recipient> = Vec::with_capacity(members);
     for i in 0..members {
         let user = UserId::parse(format!("@member{i}:localhost")).unwrap();
         services
             .create_account(&user, None, false, None, None)
             .unwrap();
         services.join(&user, &big, None).unwrap();
-        users.push(user);
+        let name = format!("Member {i}");
+        users.push(Recipient::new(user, Some(name)));
     }
 
     // 1. Evaluation alone.
@@ -92,7 +93,6 @@ fn main() {
                     power_levels: None,
                 },
                 &users,
-                &|_| Ok(None),
             )
             .unwrap();
         timings.push(start.elapsed().as_secs_f64() * 1e6 / members as f64);

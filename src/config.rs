@@ -63,6 +63,9 @@ pub struct PushConfig {
     pub allow_private_addresses: bool,
     /// Longest one request to a push gateway may take, connection included, in seconds.
     pub request_timeout_secs: u64,
+    /// How long an entry stays in a user's notification list (`GET /notifications`), in days;
+    /// 0 keeps them forever. Unread counts do not depend on it.
+    pub notification_retention_days: u64,
 }
 
 impl Default for PushConfig {
@@ -70,6 +73,7 @@ impl Default for PushConfig {
         Self {
             allow_private_addresses: false,
             request_timeout_secs: 10,
+            notification_retention_days: 30,
         }
     }
 }

@@ -64,6 +64,7 @@ pub struct RunningServer {
     push_task: JoinHandle<()>,
     /// Wakes syncs for E2EE key changes.
     key_change_task: JoinHandle<()>,
+    notification_sweep_task: JoinHandle<()>,
     db: Db,
 }
 
@@ -132,6 +133,10 @@ impl Server {
             Arc::downgrade(&services),
             config.push.clone(),
         ));
+        let notification_sweep_task = tokio::spawn(service::push::retention::run_sweeper(
+            Arc::downgrade(&services),
+            config.push.notification_retention_days,
+        ));
         let key_change_task =
             tokio::spawn(service::e2ee::changes::run_waker(Arc::downgrade(&services)));
 
@@ -180,6 +185,7 @@ impl Server {
             presence_task,
             push_task,
             key_change_task,
+            notification_sweep_task,
             db,
         })
     }
@@ -199,6 +205,12 @@ impl RunningServer {
         self.federation_addr
     }
 
+    /// The running services (tests and tools inspect storage through them); `None` once the
+    /// server has stopped.
+    pub fn services(&self) -> Option<Arc<Services>> {
+        self.services.upgrade()
+    }
+
     /// Stops accepting requests, lets in-flight ones finish, syncs and closes the database.
     /// When this returns, the data dir can be opened again.
     pub async fn shutdown(self) {
@@ -215,6 +227,8 @@ impl RunningServer {
         let _ = self.push_task.await;
         self.key_change_task.abort();
         let _ = self.key_change_task.await;
+        self.notification_sweep_task.abort();
+        let _ = self.notification_sweep_task.await;
         if tokio::time::timeout(SHUTDOWN_GRACE, self.http_task)
             .await
             .is_err()

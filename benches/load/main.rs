@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod keys;
 mod media;
 mod push;
 
@@ -104,6 +105,21 @@ enum Scenario {
         rounds: usize,
         #[arg(long, default_value_t = 3)]
         photos: usize,
+    },
+    /// U users with device keys and cross-signing keys; one `/keys/query` for all of them, S
+    /// times.
+    KeysQuery {
+        #[arg(long, default_value_t = 500)]
+        users: usize,
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
+    },
+    /// D devices with one-time keys; one `/keys/claim` of a key of every device, S times.
+    KeysClaim {
+        #[arg(long, default_value_t = 100)]
+        devices: usize,
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
     },
     /// C idle long-polling clients; server RSS and CPU while idle.
     Idle {
@@ -351,6 +367,10 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
             pushers,
             messages,
         } => push::run(cli, http, members, pushers, messages).await,
+        Scenario::KeysQuery { users, samples } => keys::run_query(cli, http, users, samples).await,
+        Scenario::KeysClaim { devices, samples } => {
+            keys::run_claim(cli, http, devices, samples).await
+        }
         Scenario::Media {
             size_mib,
             rounds,

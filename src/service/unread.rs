@@ -106,6 +106,41 @@ impl Services {
         Ok(count <= base.max(own))
     }
 
+    /// Deletes the user's push marks in `room` that their receipts now cover (after a new
+    /// receipt): counting never reads them again, so they need not be kept. Blocking.
+    pub fn prune_read_marks(&self, room: &RoomId, user: &UserId) -> Result<()> {
+        let Some((short_room, _)) = self.rooms.registry.room(room)? else {
+            return Ok(());
+        };
+        let base = self.read_position(room, user, "", 0)?;
+        let main_read = base.max(self.read_position(room, user, "main", 0)?);
+        let mut thread_read: HashMap<String, u64> = HashMap::new();
+        let notifications = &self.push.notifications;
+        let mut batch = self.db.batch();
+        let mut dead = 0usize;
+        for (count, mark) in notifications.marks(user, short_room, 0, u64::MAX - 1)? {
+            let read = match &mark.thread {
+                None => main_read,
+                Some(root) => match thread_read.get(root) {
+                    Some(read) => *read,
+                    None => {
+                        let read = base.max(self.read_position(room, user, root, 0)?);
+                        thread_read.insert(root.clone(), read);
+                        read
+                    }
+                },
+            };
+            if count <= read {
+                notifications.forget_mark_into(&mut batch, user, short_room, count);
+                dead += 1;
+            }
+        }
+        if dead > 0 {
+            self.db.write(batch)?;
+        }
+        Ok(())
+    }
+
     /// The newest position the user's receipts for `thread` ("" = unthreaded) cover.
     fn read_position(
         &self,

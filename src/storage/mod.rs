@@ -313,6 +313,25 @@ impl Batch {
     }
 }
 
+/// A table value encoded once and written under many keys ([`Table::put_encoded`]).
+pub struct Encoded<V> {
+    bytes: Vec<u8>,
+    _type: PhantomData<fn() -> V>,
+}
+
+impl<V: Serialize> Encoded<V> {
+    #[allow(
+        clippy::expect_used,
+        reason = "record types are plain structs with string map keys: serializing cannot fail"
+    )]
+    pub fn new(value: &V) -> Self {
+        Encoded {
+            bytes: serde_json::to_vec(value).expect("records always serialize"),
+            _type: PhantomData,
+        }
+    }
+}
+
 /// A column family seen as a map from `K` to `V` (values are JSON).
 pub struct Table<K, V> {
     db: Db,
@@ -370,6 +389,13 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
         batch
             .inner
             .put_cf(self.db.cf(self.cf), key.encode(), Self::encode_value(value));
+    }
+
+    /// Adds a write of `key → value` to `batch`, with the value already encoded.
+    pub fn put_encoded(&self, batch: &mut Batch, key: &K, value: &Encoded<V>) {
+        batch
+            .inner
+            .put_cf(self.db.cf(self.cf), key.encode(), &value.bytes);
     }
 
     /// Adds a deletion of `key` to `batch`.
@@ -468,6 +494,20 @@ impl<K: KeyCodec, V: Serialize + DeserializeOwned> Table<K, V> {
                     detail: "undecodable key".into(),
                 })?;
                 Ok((key, value))
+            })
+    }
+
+    /// Every key of the table, in key order, without decoding the values.
+    pub fn keys(&self) -> impl Iterator<Item = StorageResult<K>> + use<'_, K, V> {
+        let rocks = &self.db.inner.rocks;
+        rocks
+            .iterator_cf(self.db.cf(self.cf), rocksdb::IteratorMode::Start)
+            .map(move |item| {
+                let (key, _) = item?;
+                K::decode(&key).ok_or_else(|| StorageError::Corrupt {
+                    table: self.cf.name(),
+                    detail: "undecodable key".into(),
+                })
             })
     }
 

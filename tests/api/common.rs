@@ -80,6 +80,14 @@ impl TestServer {
             .and_then(RunningServer::federation_addr)
     }
 
+    /// The running server's services, to look at what storage holds.
+    pub fn services(&self) -> std::sync::Arc<hearth::service::Services> {
+        self.server
+            .as_ref()
+            .and_then(hearth::RunningServer::services)
+            .expect("server running")
+    }
+
     pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await;

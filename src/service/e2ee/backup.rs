@@ -84,6 +84,7 @@ impl KeyBackup {
 
     /// Creates a new version (the newest); returns its number.
     pub fn create_version(&self, user: &UserId, algorithm: Box<RawValue>) -> Result<u64> {
+        check_algorithm(&algorithm)?;
         let _guard = self.guard()?;
         let next = self.latest_number(user)?.map_or(1, |v| v + 1);
         let mut batch = self.db.batch();
@@ -135,6 +136,7 @@ impl KeyBackup {
         version: u64,
         algorithm: Box<RawValue>,
     ) -> Result<()> {
+        check_algorithm(&algorithm)?;
         let _guard = self.guard()?;
         let key = (user.as_str().to_owned(), version);
         let mut record = self
@@ -318,5 +320,20 @@ mod tests {
             !better(&rank(false, 1, 1), &rank(false, 1, 1)),
             "equal keys stay"
         );
+    }
+}
+
+/// A version's algorithm must be `{"algorithm": "<name>", "auth_data": {…}}`: it is handed
+/// back to every device of the user, which must be able to read it.
+fn check_algorithm(algorithm: &RawValue) -> Result<()> {
+    let value: serde_json::Value = serde_json::from_str(algorithm.get())
+        .map_err(|e| Error::bad_json(format!("Invalid backup algorithm: {e}")))?;
+    match (value.get("algorithm"), value.get("auth_data")) {
+        (None, _) => Err(Error::missing_param("Missing algorithm")),
+        (_, None) => Err(Error::missing_param("Missing auth_data")),
+        (Some(name), Some(auth_data)) if name.is_string() && auth_data.is_object() => Ok(()),
+        _ => Err(Error::bad_json(
+            "algorithm must be a string and auth_data an object",
+        )),
     }
 }

@@ -301,6 +301,7 @@ impl Services {
         };
         self.ephemeral.put_receipt(room, &record)?;
         drop(stream);
+        self.prune_read_marks(room, user)?;
         if receipt_type == "m.read.private" {
             self.notifier.wake([user]);
         } else {

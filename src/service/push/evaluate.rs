@@ -1,19 +1,22 @@
 //! Push-rule evaluation of one event for every local member of its room, with ruma's rules
 //! and conditions. The event is flattened once and one room context is reused for every
-//! member, so each member costs a walk over their rules and nothing else.
+//! member; members on the server-default rules share one walk over them (`shortcut`), so
+//! they cost a few string comparisons and their notification rows, encoded once.
 
 use futures::FutureExt;
 use ruma::{
     OwnedUserId, UserId,
-    push::{
-        Action, AnyPushRuleRef, FlattenedJson, PushCondition, PushConditionPowerLevelsCtx,
-        PushConditionRoomCtx, Ruleset,
-    },
+    push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
     serde::Raw,
 };
 use serde_json::value::RawValue;
 
-use super::{PushService, gateway::PushJob, notifications::NotificationRecord};
+use super::{
+    PushService,
+    gateway::PushJob,
+    notifications::{NotificationRecord, PreparedNotification},
+    shortcut::Candidate,
+};
 use crate::{error::Result, storage::Batch};
 
 /// An event about to be stored, as evaluation needs it.
@@ -40,6 +43,27 @@ pub struct RoomForPush {
     pub power_levels: Option<PushConditionPowerLevelsCtx>,
 }
 
+/// A local member the event may notify, with what the rules read about them.
+#[derive(Clone, Debug)]
+pub struct Recipient {
+    pub user: OwnedUserId,
+    /// The member's display name in the room ("" when none).
+    pub display_name: String,
+    /// The same, lowercased (what name-matching compares).
+    pub lower_display_name: String,
+}
+
+impl Recipient {
+    pub fn new(user: OwnedUserId, display_name: Option<String>) -> Self {
+        let display_name = display_name.unwrap_or_default();
+        Self {
+            lower_display_name: display_name.to_lowercase(),
+            display_name,
+            user,
+        }
+    }
+}
+
 /// What evaluation added to the batch.
 #[derive(Default)]
 pub struct Evaluated {
@@ -49,21 +73,17 @@ pub struct Evaluated {
 
 impl PushService {
     /// Evaluates `event` for each of `recipients` (local members; the sender is skipped) and
-    /// adds the notifications and queued pushes to `batch`. `display_name` looks up a
-    /// member's display name in the room; it is called only for users whose rules test it.
+    /// adds the notifications and queued pushes to `batch`. Members on the server-default
+    /// rules share one evaluation (`shortcut`); the others walk their own rules.
     pub fn evaluate_into(
         &self,
         batch: &mut Batch,
         event: &EventToEvaluate<'_>,
         room: RoomForPush,
-        recipients: &[OwnedUserId],
-        display_name: &dyn Fn(&UserId) -> Result<Option<String>>,
+        recipients: &[Recipient],
     ) -> Result<Evaluated> {
         let raw: Raw<()> = Raw::from_json(event.json.to_owned());
         let flat = FlattenedJson::from_raw(&raw);
-        // The legacy display-name rule is the only one that reads the member's display name,
-        // and it stands aside for events with `m.mentions` (as ruma evaluates it).
-        let may_test_name = flat.get_str("content.body").is_some() && !flat.contains_mentions();
         let mut context = PushConditionRoomCtx::new(
             room.room_id.clone(),
             ruma::UInt::new_saturating(room.member_count),
@@ -71,44 +91,88 @@ impl PushService {
             String::new(),
         );
         context.power_levels = room.power_levels;
+        let notification = |actions: &[Action]| NotificationRecord {
+            short_room: event.short_room,
+            room_id: room.room_id.to_string(),
+            event_id: event.event_id.to_owned(),
+            highlight: actions.iter().any(Action::is_highlight),
+            actions: actions.to_vec(),
+            thread: event.thread.clone(),
+            ts: event.ts,
+        };
+        let shared = self.defaults.shared_outcome(&flat, &mut context);
+        let shared_notification = shared
+            .actions
+            .filter(|actions| actions.iter().any(Action::should_notify))
+            .map(|actions| self.notifications.prepare(notification(actions)));
+        let customized = self.rules.customized_users();
         let mut evaluated = Evaluated::default();
-        for user in recipients {
-            if user == event.sender {
+        for recipient in recipients {
+            let user = &recipient.user;
+            if *user == event.sender {
+                continue;
+            }
+            let candidate = Candidate {
+                user,
+                lower_display_name: &recipient.lower_display_name,
+            };
+            if !customized.contains(user) && !shared.may_differ_for(&candidate) {
+                if let Some(prepared) = &shared_notification {
+                    self.notify_into(
+                        batch,
+                        user,
+                        event.count,
+                        prepared,
+                        room.member_count,
+                        &mut evaluated,
+                    )?;
+                }
                 continue;
             }
             let record = self.rules.record(user)?;
             context.user_id.clone_from(user);
-            context.user_display_name = if may_test_name && tests_display_name(&record.global) {
-                display_name(user)?.unwrap_or_default()
-            } else {
-                String::new()
-            };
+            context
+                .user_display_name
+                .clone_from(&recipient.display_name);
             let Some(actions) = first_match(&record.global, &flat, &context) else {
                 continue;
             };
             if !actions.iter().any(Action::should_notify) {
                 continue;
             }
-            let notification = NotificationRecord {
-                short_room: event.short_room,
-                room_id: room.room_id.to_string(),
-                event_id: event.event_id.to_owned(),
-                highlight: actions.iter().any(Action::is_highlight),
-                actions: actions.to_vec(),
-                thread: event.thread.clone(),
-                ts: event.ts,
-            };
-            self.notifications
-                .record_into(batch, user, event.count, &notification);
-            if self.pushers.may_have_pushers(user) {
-                evaluated.queued += self.queue.enqueue_into(
-                    batch,
-                    &self.pushers.of(user)?,
-                    PushJob::for_event(user, &notification, room.member_count),
-                )?;
-            }
+            let prepared = self.notifications.prepare(notification(actions));
+            self.notify_into(
+                batch,
+                user,
+                event.count,
+                &prepared,
+                room.member_count,
+                &mut evaluated,
+            )?;
         }
         Ok(evaluated)
+    }
+
+    /// Adds one user's notification, and the pushes to their pushers, to `batch`.
+    fn notify_into(
+        &self,
+        batch: &mut Batch,
+        user: &UserId,
+        count: u64,
+        notification: &PreparedNotification,
+        member_count: u64,
+        evaluated: &mut Evaluated,
+    ) -> Result<()> {
+        self.notifications
+            .record_into(batch, user, count, notification);
+        if self.pushers.may_have_pushers(user) {
+            evaluated.queued += self.queue.enqueue_into(
+                batch,
+                &self.pushers.of(user)?,
+                PushJob::for_event(user, &notification.record, member_count),
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -127,20 +191,4 @@ fn first_match<'a>(
         }
     }
     None
-}
-
-/// Whether any enabled rule tests the member's display name (the deprecated
-/// `contains_display_name` condition; the current server defaults have none).
-fn tests_display_name(rules: &Ruleset) -> bool {
-    #[allow(deprecated)]
-    rules.iter().any(|rule| match rule {
-        AnyPushRuleRef::Override(rule) | AnyPushRuleRef::Underride(rule) => {
-            rule.enabled
-                && rule
-                    .conditions
-                    .iter()
-                    .any(|c| matches!(c, PushCondition::ContainsDisplayName))
-        }
-        _ => false,
-    })
 }

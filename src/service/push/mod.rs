@@ -11,7 +11,9 @@ mod listing;
 pub mod notifications;
 mod payload;
 pub mod pushers;
+pub mod retention;
 pub mod rules;
+pub mod shortcut;
 
 use std::sync::Arc;
 
@@ -25,12 +27,15 @@ pub struct PushService {
     pub pushers: Arc<pushers::Pushers>,
     pub notifications: notifications::Notifications,
     pub queue: gateway::PushQueue,
+    /// The server-default rules, evaluated once per event for everyone on them.
+    pub defaults: shortcut::DefaultRules,
 }
 
 impl PushService {
     pub fn new(db: &Db, notifier: Arc<Notifier>) -> Result<Self> {
         Ok(Self {
-            rules: rules::PushRules::new(db, notifier),
+            rules: rules::PushRules::new(db, notifier)?,
+            defaults: shortcut::DefaultRules::new(),
             pushers: pushers::Pushers::new(db)?,
             notifications: notifications::Notifications::new(db),
             queue: gateway::PushQueue::new(db),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::Result,
-    storage::{Batch, Db, KeyCodec, Table, tables},
+    storage::{Batch, Db, Encoded, KeyCodec, Table, tables},
 };
 
 /// One notifying event, for a user's counts (key: user ‖ short room ‖ stream count).
@@ -34,6 +34,13 @@ pub struct NotificationRecord {
     pub ts: u64,
 }
 
+/// A notification with its rows encoded, ready to be written for many users.
+pub struct PreparedNotification {
+    pub record: NotificationRecord,
+    mark: Encoded<PushMark>,
+    entry: Encoded<NotificationRecord>,
+}
+
 /// Owns the push-mark and notification-list tables.
 pub struct Notifications {
     marks: Table<(String, u64, u64), PushMark>,
@@ -48,25 +55,35 @@ impl Notifications {
         }
     }
 
+    /// `notification` encoded once, for every user who gets it.
+    pub fn prepare(&self, notification: NotificationRecord) -> PreparedNotification {
+        let mark = PushMark {
+            highlight: notification.highlight,
+            thread: notification.thread.clone(),
+        };
+        PreparedNotification {
+            mark: Encoded::new(&mark),
+            entry: Encoded::new(&notification),
+            record: notification,
+        }
+    }
+
     /// Adds a notification for `user` at stream position `count` to `batch`.
     pub fn record_into(
         &self,
         batch: &mut Batch,
         user: &UserId,
         count: u64,
-        notification: &NotificationRecord,
+        notification: &PreparedNotification,
     ) {
-        let mark = PushMark {
-            highlight: notification.highlight,
-            thread: notification.thread.clone(),
-        };
         let user = user.as_str().to_owned();
-        self.marks.put(
+        self.marks.put_encoded(
             batch,
-            &(user.clone(), notification.short_room, count),
-            &mark,
+            &(user.clone(), notification.record.short_room, count),
+            &notification.mark,
         );
-        self.list.put(batch, &(user, count), notification);
+        self.list
+            .put_encoded(batch, &(user, count), &notification.entry);
     }
 
     /// Adds the removal of the user's notification for the event at `count` to `batch` (the
@@ -75,6 +92,13 @@ impl Notifications {
         let user = user.as_str().to_owned();
         self.marks.delete(batch, &(user.clone(), short_room, count));
         self.list.delete(batch, &(user, count));
+    }
+
+    /// Adds the removal of the user's mark for the event at `count` to `batch` (read: it
+    /// counts no more), keeping its entry in the notification list.
+    pub fn forget_mark_into(&self, batch: &mut Batch, user: &UserId, short_room: u64, count: u64) {
+        self.marks
+            .delete(batch, &(user.as_str().to_owned(), short_room, count));
     }
 
     /// The user's marks in a room at positions `(after, until]`, oldest first.
@@ -92,6 +116,40 @@ impl Notifications {
             .iter_range(&start, &end, false)
             .map(|row| Ok(row.map(|((_, _, count), mark)| (count, mark))?))
             .collect()
+    }
+
+    /// Deletes every notification-list entry generated before `cutoff_ms` (milliseconds since
+    /// the epoch); returns how many went. Blocking: one pass over the table.
+    pub fn sweep_older_than(&self, db: &Db, cutoff_ms: u64) -> Result<usize> {
+        /// Deletions per write, so one pass never builds a huge batch.
+        const PER_BATCH: usize = 10_000;
+        #[derive(Deserialize)]
+        struct Age {
+            ts: u64,
+        }
+        let mut batch = db.batch();
+        let (mut pending, mut swept) = (0, 0);
+        for row in self.list.iter_range_raw(&[], &[0xff], false) {
+            let (key, value) = row?;
+            let Ok(Age { ts }) = serde_json::from_slice::<Age>(&value) else {
+                continue;
+            };
+            if ts >= cutoff_ms {
+                continue;
+            }
+            self.list.delete(&mut batch, &key);
+            pending += 1;
+            if pending == PER_BATCH {
+                db.write(std::mem::replace(&mut batch, db.batch()))?;
+                swept += pending;
+                pending = 0;
+            }
+        }
+        if pending > 0 {
+            db.write(batch)?;
+            swept += pending;
+        }
+        Ok(swept)
     }
 
     /// Up to `limit` of the user's notifications below position `before` (from the newest

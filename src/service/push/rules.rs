@@ -2,7 +2,10 @@
 //! the user's own copy. Every change takes a stream position, so `/sync` hands the new rules
 //! out as the `m.push_rules` account data exactly once, and wakes the user's syncs.
 
-use std::sync::Arc;
+use std::{
+    collections::HashSet,
+    sync::{Arc, RwLock, RwLockReadGuard},
+};
 
 use ruma::{
     OwnedUserId, RoomId, UserId,
@@ -39,17 +42,34 @@ pub struct PushRules {
     /// One writer per user: a change reads, edits and writes the whole ruleset.
     locks: KeyedLocks<OwnedUserId>,
     notifier: Arc<Notifier>,
+    /// Users with rules of their own (a stored row): everyone else is on the server defaults,
+    /// which evaluation shares between them. A user is added before their row is written.
+    customized: RwLock<HashSet<OwnedUserId>>,
 }
 
 impl PushRules {
-    pub fn new(db: &Db, notifier: Arc<Notifier>) -> Self {
-        Self {
-            table: db.open_table(tables::PUSH_RULES),
+    pub fn new(db: &Db, notifier: Arc<Notifier>) -> Result<Self> {
+        let table: Table<String, PushRulesRecord> = db.open_table(tables::PUSH_RULES);
+        let mut customized = HashSet::new();
+        for user in table.keys() {
+            if let Ok(user) = OwnedUserId::try_from(user?) {
+                customized.insert(user);
+            }
+        }
+        Ok(Self {
+            table,
             cache: Cache::new(CACHED_RULESETS),
             locks: KeyedLocks::default(),
             notifier,
             db: db.clone(),
-        }
+            customized: RwLock::new(customized),
+        })
+    }
+
+    /// The users whose rules are their own (see `customized`); held while one event is
+    /// evaluated.
+    pub fn customized_users(&self) -> RwLockReadGuard<'_, HashSet<OwnedUserId>> {
+        self.customized.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The user's rules and the position of their last change.
@@ -99,6 +119,10 @@ impl PushRules {
             global: rules,
             position: stream.position,
         };
+        self.customized
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user.to_owned());
         let mut batch = self.db.batch();
         self.table
             .put(&mut batch, &user.as_str().to_owned(), &record);

@@ -126,6 +126,8 @@ pub struct RoomService {
     /// One lock per room: event creation in a room is serialized so `prev_events`, depth and
     /// state stay consistent; rooms proceed in parallel. Held only on blocking threads.
     room_locks: crate::service::keyed_locks::KeyedLocks<OwnedRoomId>,
+    /// Local members and their display names per room, for push evaluation.
+    push_recipients_cache: push_index::RecipientCache,
 }
 
 /// Looks up a room's rules, refusing versions ruma cannot handle.
@@ -153,6 +155,7 @@ impl RoomService {
             search: search::SearchIndex::new(&db),
             notifier,
             room_locks: Default::default(),
+            push_recipients_cache: Default::default(),
             keys,
             db,
         }

@@ -22,6 +22,8 @@ impl RoomService {
             txn,
             txn_key,
         } = event;
+        // The snapshot the stored members and state are at (this event's changes are not).
+        let stored_state = room.state_hash;
         // Held until the write lands, so sync tokens never pass an unwritten event.
         let stream = self.db.next_stream_position()?;
         let count = stream.position;
@@ -67,7 +69,7 @@ impl RoomService {
             &stored,
             &json,
             (short_room, count),
-            &room,
+            (&room, stored_state),
             &rules.authorization,
         )?;
         self.timeline

@@ -130,3 +130,56 @@ async fn backups_keep_the_better_key() {
         .await;
     assert_eq!(latest["version"], newer.as_str());
 }
+
+/// A version whose algorithm is not `{"algorithm": name, "auth_data": {…}}` is refused, and
+/// nothing is stored: the user's devices can still read the current version.
+#[tokio::test]
+async fn malformed_backup_versions_are_refused() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let good = json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "cHVibGlj" } });
+    let (status, created) = server
+        .post(
+            "/_matrix/client/v3/room_keys/version",
+            Some(&alice.token),
+            good,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let version = created["version"].as_str().unwrap().to_owned();
+    for (body, errcode) in [
+        (json!({ "auth_data": {} }), "M_MISSING_PARAM"),
+        (
+            json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2" }),
+            "M_MISSING_PARAM",
+        ),
+        (json!({ "algorithm": 7, "auth_data": {} }), "M_BAD_JSON"),
+        (
+            json!({ "algorithm": "x", "auth_data": "text" }),
+            "M_BAD_JSON",
+        ),
+    ] {
+        let refused = server
+            .post(
+                "/_matrix/client/v3/room_keys/version",
+                Some(&alice.token),
+                body.clone(),
+            )
+            .await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, errcode);
+        let refused = server
+            .put(
+                &format!("/_matrix/client/v3/room_keys/version/{version}"),
+                Some(&alice.token),
+                body,
+            )
+            .await;
+        assert_eq!(refused.0, StatusCode::BAD_REQUEST, "{}", refused.1);
+    }
+    let (status, latest) = server
+        .get("/_matrix/client/v3/room_keys/version", Some(&alice.token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{latest}");
+    assert_eq!(latest["version"], version.as_str());
+    assert_eq!(latest["auth_data"]["public_key"], "cHVibGlj");
+}

@@ -210,6 +210,21 @@ impl Generator<'_> {
                     .choose(rng)
                     .unwrap()
                     .to_string(),
+                "kind" => ["override", "underride", "sender", "room", "content"]
+                    .choose(rng)
+                    .unwrap()
+                    .to_string(),
+                "rule_id" => match rng.gen_range(0..4) {
+                    0 => ".m.rule.master".to_owned(),
+                    1 => ".m.rule.contains_user_name".to_owned(),
+                    2 => known.room(rng).to_owned(),
+                    _ => format!("hostile.rule{}", rng.gen_range(0..5)),
+                },
+                "version" => rng.gen_range(1..4).to_string(),
+                "session_id" => format!("session{}", rng.gen_range(0..3)),
+                "server_name" => "localhost".to_owned(),
+                "media_id" => format!("media{}", rng.gen_range(0..3)),
+                "filename" => ["a.png", "b%20c.txt", "x"].choose(rng).unwrap().to_string(),
                 _ => "x".to_owned(),
             };
             return valid;
@@ -360,6 +375,26 @@ impl Generator<'_> {
             }
             Family::Search if rng.gen_bool(0.3) => {
                 q.push(("next_batch", rng.gen_range(0..10).to_string()));
+            }
+            Family::BackupKeys => q.push(("version", rng.gen_range(1..4).to_string())),
+            Family::PushRule => {
+                if rng.gen_bool(0.3) {
+                    q.push(("before", ".m.rule.master".into()));
+                }
+                if rng.gen_bool(0.3) {
+                    q.push(("after", "hostile.rule0".into()));
+                }
+            }
+            Family::MediaUpload if rng.gen_bool(0.5) => {
+                q.push(("filename", "hostile.png".into()));
+            }
+            Family::MediaPreview => {
+                let url = [
+                    "http://127.0.0.1:1/",
+                    "https://example.invalid/",
+                    "ftp://x/",
+                ];
+                q.push(("url", url.choose(rng).unwrap().to_string()));
             }
             Family::Join => {
                 if rng.gen_bool(0.3) {

@@ -53,6 +53,19 @@ pub(super) enum Family {
     PublicRooms,
     SyncWs,
     AdminRegister,
+    KeysUpload,
+    KeysQuery,
+    KeysClaim,
+    SigningKeys,
+    Signatures,
+    BackupVersion,
+    BackupKeys,
+    PushRule,
+    PushRuleEnabled,
+    PushRuleActions,
+    Pusher,
+    MediaUpload,
+    MediaPreview,
 }
 
 impl Family {
@@ -102,13 +115,15 @@ macro_rules! routes {
     };
 }
 
-/// Every route of `hearth::api::router`, keep in step with it.
+/// Every route of `hearth::api::router`, keep in step with it. (The legacy media routes are
+/// deprecated in the spec but still served.)
+#[allow(deprecated)]
 pub(super) fn route_table() -> Vec<Route> {
     use ruma::api::client::{
-        account, alias, backup, config, context, device, directory, discovery, filter, keys, knock,
-        membership, message, presence, push, read_marker, receipt, redact, relations, reporting,
-        room, search, session, state, sync::sync_events, tag, threads, to_device, typing,
-        user_directory,
+        account, alias, authenticated_media as v1_media, backup, config, context, device,
+        directory, discovery, filter, keys, knock, media as v3_media, membership, message,
+        presence, push, read_marker, receipt, redact, relations, reporting, room, search, session,
+        state, sync::sync_events, tag, threads, to_device, typing, user_directory,
     };
     let mut routes = Vec::new();
     routes!(routes;
@@ -153,6 +168,41 @@ pub(super) fn route_table() -> Vec<Route> {
             backup::delete_backup_keys::v3::Request,
             backup::delete_backup_keys_for_room::v3::Request,
             backup::delete_backup_keys_for_session::v3::Request,
+            v1_media::get_media_config::v1::Request,
+            v3_media::get_media_config::v3::Request,
+            v3_media::create_mxc_uri::v1::Request,
+            v1_media::get_content::v1::Request,
+            v1_media::get_content_as_filename::v1::Request,
+            v1_media::get_content_thumbnail::v1::Request,
+            v3_media::get_content::v3::Request,
+            v3_media::get_content_as_filename::v3::Request,
+            v3_media::get_content_thumbnail::v3::Request,
+        ],
+        KeysUpload => [keys::upload_keys::v3::Request],
+        KeysQuery => [keys::get_keys::v3::Request],
+        KeysClaim => [keys::claim_keys::v3::Request],
+        SigningKeys => [keys::upload_signing_keys::v3::Request],
+        Signatures => [keys::upload_signatures::v3::Request],
+        BackupVersion => [
+            backup::create_backup_version::v3::Request,
+            backup::update_backup_version::v3::Request,
+        ],
+        BackupKeys => [
+            backup::add_backup_keys::v3::Request,
+            backup::add_backup_keys_for_room::v3::Request,
+            backup::add_backup_keys_for_session::v3::Request,
+        ],
+        PushRule => [push::set_pushrule::v3::Request],
+        PushRuleEnabled => [push::set_pushrule_enabled::v3::Request],
+        PushRuleActions => [push::set_pushrule_actions::v3::Request],
+        Pusher => [push::set_pusher::v3::Request],
+        MediaUpload => [
+            v3_media::create_content::v3::Request,
+            v3_media::create_content_async::v3::Request,
+        ],
+        MediaPreview => [
+            v1_media::get_media_preview::v1::Request,
+            v3_media::get_media_preview::v3::Request,
         ],
         Login => [session::login::v3::Request],
         Logout => [session::logout::v3::Request, session::logout_all::v3::Request],

@@ -389,6 +389,128 @@ pub(super) fn plausible_fields(
             f.push(("a", "1".into()));
         }
         Family::Tag => f.push(("order", ["0.5", "1", "-1", "2"][rng.gen_range(0..4)].into())),
+        Family::KeysUpload => {
+            let device = &alice.device_id;
+            if rng.gen_bool(0.5) {
+                let keys = json!({
+                    "user_id": alice.user_id,
+                    "device_id": device,
+                    "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+                    "keys": { format!("curve25519:{device}"): "Y3VydmU", format!("ed25519:{device}"): "ZWQ" },
+                    "signatures": { alice.user_id.clone(): { format!("ed25519:{device}"): "c2ln" } },
+                });
+                f.push(("device_keys", keys.to_string()));
+            }
+            let id = rng.gen_range(0..20);
+            f.push((
+                "one_time_keys",
+                json!({ format!("signed_curve25519:H{id}"): { "key": format!("k{id}"), "signatures": {} } })
+                    .to_string(),
+            ));
+            if rng.gen_bool(0.3) {
+                f.push((
+                    "fallback_keys",
+                    json!({ "signed_curve25519:F1": { "key": "f", "fallback": true, "signatures": {} } })
+                        .to_string(),
+                ));
+            }
+        }
+        Family::KeysQuery => {
+            f.push((
+                "device_keys",
+                json!({ known.bob.user_id.clone(): [], alice.user_id.clone(): [alice.device_id] })
+                    .to_string(),
+            ));
+            f.push(("timeout", "1000".into()));
+        }
+        Family::KeysClaim => f.push((
+            "one_time_keys",
+            json!({ known.bob.user_id.clone(): { known.bob.device_id.clone(): "signed_curve25519" } })
+                .to_string(),
+        )),
+        Family::SigningKeys => {
+            let key = json!({
+                "user_id": alice.user_id,
+                "usage": ["master"],
+                "keys": { "ed25519:bWFzdGVy": "bWFzdGVy" },
+            });
+            f.push(("master_key", key.to_string()));
+            if rng.gen_bool(0.5) {
+                let mut other = key.clone();
+                other["usage"] = json!(["self_signing"]);
+                f.push(("self_signing_key", other.to_string()));
+            }
+        }
+        Family::Signatures => {
+            let signed = json!({
+                alice.user_id.clone(): { alice.device_id.clone(): {
+                    "user_id": alice.user_id, "device_id": alice.device_id,
+                    "keys": {}, "algorithms": [],
+                    "signatures": { alice.user_id.clone(): { "ed25519:bWFzdGVy": "c2ln" } },
+                } },
+            });
+            if let Some(object) = signed.as_object() {
+                for (key, value) in object {
+                    f.push((leak(key), value.to_string()));
+                }
+            }
+        }
+        Family::BackupVersion => {
+            f.push(("algorithm", js("m.megolm_backup.v1.curve25519-aes-sha2")));
+            f.push((
+                "auth_data",
+                json!({ "public_key": "cHVibGlj", "signatures": {} }).to_string(),
+            ));
+            if rng.gen_bool(0.3) {
+                f.push(("version", js("1")));
+            }
+        }
+        Family::BackupKeys => {
+            let session = json!({
+                "first_message_index": rng.gen_range(0..5),
+                "forwarded_count": 0,
+                "is_verified": rng.gen_bool(0.5),
+                "session_data": { "ephemeral": "ZQ", "ciphertext": "Yw", "mac": "bQ" },
+            });
+            let rooms = json!({ known.room(rng): { "sessions": { "session0": session.clone() } } });
+            // The three routes take the whole set, one room's sessions, or one session.
+            f.push(("rooms", rooms.to_string()));
+            f.push(("sessions", json!({ "session1": session.clone() }).to_string()));
+            if let Some(object) = session.as_object() {
+                for (key, value) in object {
+                    f.push((leak(key), value.to_string()));
+                }
+            }
+        }
+        Family::PushRule => {
+            f.push(("actions", json!(["notify", { "set_tweak": "highlight" }]).to_string()));
+            f.push((
+                "conditions",
+                json!([{ "kind": "event_match", "key": "content.body", "pattern": "hostile*" }])
+                    .to_string(),
+            ));
+            f.push(("pattern", js("hostile")));
+        }
+        Family::PushRuleEnabled => f.push(("enabled", rng.gen_bool(0.5).to_string())),
+        Family::PushRuleActions => f.push(("actions", json!(["dont_notify"]).to_string())),
+        Family::Pusher => {
+            f.push(("kind", if rng.gen_bool(0.8) { js("http") } else { "null".into() }));
+            f.push(("app_id", js("org.example.hostile")));
+            f.push(("pushkey", js(&format!("key{}", rng.gen_range(0..3)))));
+            f.push(("app_display_name", js("hostile")));
+            f.push(("device_display_name", js("hostile")));
+            f.push(("lang", js("en")));
+            f.push((
+                "data",
+                json!({ "url": "http://127.0.0.1:1/_matrix/push/v1/notify", "format": "event_id_only" })
+                    .to_string(),
+            ));
+            if rng.gen_bool(0.3) {
+                f.push(("append", "true".into()));
+            }
+        }
+        Family::MediaUpload => f.push(("bytes", js("hostile media body"))),
+        Family::MediaPreview => {}
         Family::CreateRoom => {
             let preset = ["public_chat", "private_chat", "trusted_private_chat"];
             f.push(("preset", js(preset.choose(rng).unwrap())));

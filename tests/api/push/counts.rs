@@ -214,3 +214,96 @@ async fn the_notification_list_pages_newest_first() {
         .await;
     crate::common::assert_error(&bad, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
 }
+
+/// A read receipt deletes the push marks it covers (main timeline and thread receipts only
+/// their own), counts stay what they were, and the notification list keeps its entries until
+/// their retention ends.
+#[tokio::test]
+async fn receipts_delete_read_marks_and_old_notifications_are_swept() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = public_room(&server, &alice, &bob).await;
+    let first = send(&server, &alice, &room, "p1", text("one")).await;
+    let second = send(&server, &alice, &room, "p2", text("two")).await;
+    let in_thread = json!({
+        "msgtype": "m.text",
+        "body": "in a thread",
+        "m.relates_to": { "rel_type": "m.thread", "event_id": first },
+    });
+    let reply = send(&server, &alice, &room, "p3", in_thread).await;
+
+    let services = server.services();
+    let bob_id = ruma::UserId::parse(bob.user_id.as_str()).unwrap();
+    let room_id = ruma::RoomId::parse(room.as_str()).unwrap();
+    let (short_room, _) = services.rooms.registry.room(&room_id).unwrap().unwrap();
+    let marks = || {
+        services
+            .push
+            .notifications
+            .marks(&bob_id, short_room, 0, u64::MAX - 1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, mark)| mark.thread)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(marks(), [None, None, Some(first.clone())]);
+
+    let receipt = |event: String, body: Value| {
+        let server = &server;
+        let token = bob.token.clone();
+        let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}");
+        async move {
+            let (status, body) = server.post(&path, Some(&token), body).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    receipt(second, json!({ "thread_id": "main" })).await;
+    assert_eq!(
+        marks(),
+        [Some(first.clone())],
+        "a main-timeline receipt deletes only main-timeline marks"
+    );
+    // Thread counts apart from the main timeline's (without the filter they are summed).
+    let by_thread =
+        "%7B%22room%22%3A%7B%22timeline%22%3A%7B%22unread_thread_notifications%22%3Atrue%7D%7D%7D";
+    let (status, sync) = server
+        .get(
+            &format!("/_matrix/client/v3/sync?filter={by_thread}"),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let joined = &sync["rooms"]["join"][&room];
+    assert_eq!(joined["unread_notifications"]["notification_count"], 0);
+    assert_eq!(
+        joined["unread_thread_notifications"][&first]["notification_count"], 1,
+        "the thread's notification still counts: {joined}"
+    );
+
+    receipt(reply, json!({})).await;
+    assert!(
+        marks().is_empty(),
+        "an unthreaded receipt covers every mark"
+    );
+    assert_eq!(counts(&server, &bob, &room).await, (0, 0));
+
+    let (status, page) = server
+        .get("/_matrix/client/v3/notifications", Some(&bob.token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = page["notifications"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "read notifications stay listed: {page}");
+    assert!(entries.iter().all(|n| n["read"] == true), "{page}");
+
+    let swept = services
+        .push
+        .notifications
+        .sweep_older_than(&services.db, hearth::util::now_millis() + 1)
+        .unwrap();
+    assert_eq!(swept, 3, "alice has no notifications; bob's three go");
+    let (_, page) = server
+        .get("/_matrix/client/v3/notifications", Some(&bob.token))
+        .await;
+    assert_eq!(page["notifications"], json!([]));
+}
