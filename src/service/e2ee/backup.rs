@@ -289,6 +289,21 @@ impl KeyBackup {
     }
 }
 
+/// A version's algorithm must be `{"algorithm": "<name>", "auth_data": {…}}`: it is handed
+/// back to every device of the user, which must be able to read it.
+fn check_algorithm(algorithm: &RawValue) -> Result<()> {
+    let value: serde_json::Value = serde_json::from_str(algorithm.get())
+        .map_err(|e| Error::bad_json(format!("Invalid backup algorithm: {e}")))?;
+    match (value.get("algorithm"), value.get("auth_data")) {
+        (None, _) => Err(Error::missing_param("Missing algorithm")),
+        (_, None) => Err(Error::missing_param("Missing auth_data")),
+        (Some(name), Some(auth_data)) if name.is_string() && auth_data.is_object() => Ok(()),
+        _ => Err(Error::bad_json(
+            "algorithm must be a string and auth_data an object",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,20 +335,5 @@ mod tests {
             !better(&rank(false, 1, 1), &rank(false, 1, 1)),
             "equal keys stay"
         );
-    }
-}
-
-/// A version's algorithm must be `{"algorithm": "<name>", "auth_data": {…}}`: it is handed
-/// back to every device of the user, which must be able to read it.
-fn check_algorithm(algorithm: &RawValue) -> Result<()> {
-    let value: serde_json::Value = serde_json::from_str(algorithm.get())
-        .map_err(|e| Error::bad_json(format!("Invalid backup algorithm: {e}")))?;
-    match (value.get("algorithm"), value.get("auth_data")) {
-        (None, _) => Err(Error::missing_param("Missing algorithm")),
-        (_, None) => Err(Error::missing_param("Missing auth_data")),
-        (Some(name), Some(auth_data)) if name.is_string() && auth_data.is_object() => Ok(()),
-        _ => Err(Error::bad_json(
-            "algorithm must be a string and auth_data an object",
-        )),
     }
 }
