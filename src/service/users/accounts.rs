@@ -152,7 +152,7 @@ impl Services {
         // Name problems are reported before the auth dance, so clients can fix them early.
         let requested = match &request.username {
             Some(name) => {
-                let user_id = self.users.validate_new_localpart(name)?;
+                let user_id = self.users.requested_user_id(name)?;
                 if self.users.exists(&user_id)? {
                     return Err(Error::user_in_use());
                 }
