@@ -96,6 +96,16 @@ impl Services {
                     UserIdentifier::Matrix(id) => self.users.resolve_login_name(&id.user),
                     _ => None,
                 };
+                // Credentials of another account prove nothing about this one: refused
+                // outright (as Synapse does), without checking that account's password, so
+                // the answer says nothing about it either.
+                if let (Some(owner), Some(named)) = (user_id, named.as_deref())
+                    && owner != named
+                {
+                    return Err(Error::forbidden(
+                        "The authentication names another user than the account acted on",
+                    ));
+                }
                 let owner = user_id.filter(|owner| named.as_deref() == Some(*owner));
                 match owner {
                     Some(owner) if self.users.check_password(owner, &given.password)? => {
