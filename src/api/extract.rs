@@ -68,6 +68,22 @@ pub struct Ruma<T> {
     pub body: T,
     pub caller: Caller,
     pub client_ip: Option<IpAddr>,
+    /// The body as sent (known to be JSON, or empty), for endpoints whose body may carry
+    /// fields beyond ruma's type (the member event content of `/join`).
+    pub raw_body: bytes::Bytes,
+}
+
+impl<T> Ruma<T> {
+    /// The body's top-level fields (none for an empty body).
+    pub fn json_object(&self) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        if self.raw_body.is_empty() {
+            return Ok(serde_json::Map::new());
+        }
+        match serde_json::from_slice(&self.raw_body) {
+            Ok(serde_json::Value::Object(fields)) => Ok(fields),
+            _ => Err(Error::bad_json("The body must be a JSON object")),
+        }
+    }
 }
 
 impl<T> Ruma<T> {
@@ -323,6 +339,7 @@ where
             body,
             caller,
             client_ip,
+            raw_body: bytes,
         })
     }
 }
