@@ -142,7 +142,7 @@ impl Services {
         Ok(())
     }
 
-    /// The rooms `user` is joined to, in a stable order. Blocking.
+    /// The rooms `user` is joined to, in room id order (as Synapse walks them). Blocking.
     fn joined_rooms_sorted(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
         let mut rooms: Vec<OwnedRoomId> = self
             .rooms
