@@ -39,8 +39,10 @@ pub struct Config {
     pub log_level: String,
     /// Largest accepted request body, in bytes.
     pub max_request_size: usize,
-    /// Lifetime of access tokens issued together with a refresh token, in seconds.
-    /// 0 disables refresh tokens: access tokens then never expire.
+    /// Lifetime of access tokens issued together with a refresh token, in seconds (default
+    /// 300, Synapse's `refreshable_access_token_lifetime`). Only clients that ask for a
+    /// refresh token get expiring tokens. 0 disables refresh tokens: access tokens then never
+    /// expire.
     pub access_token_lifetime_secs: u64,
     /// Room version of new rooms when the client does not ask for one.
     pub default_room_version: String,
@@ -257,7 +259,7 @@ impl Default for Config {
             registration_shared_secret: None,
             log_level: "info".to_owned(),
             max_request_size: 1024 * 1024,
-            access_token_lifetime_secs: 0,
+            access_token_lifetime_secs: 300,
             default_room_version: "10".to_owned(),
             storage: StorageConfig::default(),
             password_hash: PasswordHashConfig::default(),

@@ -68,6 +68,22 @@ pub struct Ruma<T> {
     pub body: T,
     pub caller: Caller,
     pub client_ip: Option<IpAddr>,
+    /// The body as sent (known to be JSON, or empty), for endpoints whose body may carry
+    /// fields beyond ruma's type (the member event content of `/join`).
+    pub raw_body: bytes::Bytes,
+}
+
+impl<T> Ruma<T> {
+    /// The body's top-level fields (none for an empty body).
+    pub fn json_object(&self) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        if self.raw_body.is_empty() {
+            return Ok(serde_json::Map::new());
+        }
+        match serde_json::from_slice(&self.raw_body) {
+            Ok(serde_json::Value::Object(fields)) => Ok(fields),
+            _ => Err(Error::bad_json("The body must be a JSON object")),
+        }
+    }
 }
 
 impl<T> Ruma<T> {
@@ -162,6 +178,20 @@ fn parse_error(error: FromHttpRequestError) -> Error {
         }
         other => Error::bad_json(other.to_string()),
     }
+}
+
+/// Refuses a non-empty body that is not JSON. JSON text is UTF-8 (RFC 8259), and serde_json
+/// does not check the bytes of strings it skips: a field an endpoint ignores could otherwise
+/// carry invalid UTF-8 past this check.
+fn check_is_json(body: &[u8]) -> Result<(), Error> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let text =
+        std::str::from_utf8(body).map_err(|_| Error::not_json("Request body is not UTF-8"))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(drop)
+        .map_err(|_| Error::not_json("Request body is not valid JSON"))
 }
 
 /// How deeply a request's JSON may nest. Stored records wrap what clients send a few levels
@@ -280,12 +310,11 @@ where
             .collect();
         let client_ip = client_ip(&parts);
         let bytes = read_body(body, state.config.max_request_size).await?;
-        let caller = authenticate(&parts, state, T::Authentication::TOKEN).await?;
-
-        if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-            return Err(Error::not_json("Request body is not valid JSON"));
-        }
+        // The body is judged before the token, as Synapse's JSON checks come first: a body
+        // that is not JSON is `M_NOT_JSON` whoever sends it.
+        check_is_json(&bytes)?;
         check_nesting(&bytes)?;
+        let caller = authenticate(&parts, state, T::Authentication::TOKEN).await?;
         check_before_ruma::<T>(&bytes)?;
         let mut args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         // Routes registered without their trailing `{state_key}` mean the empty state key.
@@ -310,6 +339,7 @@ where
             body,
             caller,
             client_ip,
+            raw_body: bytes,
         })
     }
 }
@@ -317,6 +347,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_utf8_is_not_json_even_where_it_would_be_skipped() {
+        assert!(check_is_json(b"").is_ok());
+        assert!(check_is_json(b"{\"a\": \"\xc3\xa9\"}").is_ok());
+        let error = check_is_json(b"{\"ignored\": \"a\x81\"}").unwrap_err();
+        assert_eq!(error.errcode(), "M_NOT_JSON");
+        assert_eq!(check_is_json(b"{nope").unwrap_err().errcode(), "M_NOT_JSON");
+    }
 
     #[test]
     fn nesting_is_counted_outside_strings_only() {

@@ -35,6 +35,8 @@ pub struct Services {
     pub users: users::UserService,
     pub sessions: sessions::SessionService,
     pub profiles: profiles::ProfileService,
+    /// Profile changes on their way into the member events of the user's rooms.
+    pub profile_rooms: users::profile_rooms::ProfileRooms,
     pub uiaa: uiaa::UiaaService,
     pub rate_limiter: ratelimit::RateLimiter,
     pub shared_secret: shared_secret::SharedSecretRegistration,
@@ -97,6 +99,7 @@ impl Services {
             push,
             e2ee,
             profiles: profiles::ProfileService::new(db.clone()),
+            profile_rooms: Default::default(),
             uiaa: uiaa::UiaaService::default(),
             rate_limiter: ratelimit::RateLimiter::new(config.rate_limits.clone()),
             shared_secret: shared_secret::SharedSecretRegistration::default(),

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, assert_error};
+use crate::common::{TestServer, assert_error, create_room};
 
 #[tokio::test]
 async fn account_data_and_tags_round_trip_and_sync() {
@@ -236,4 +236,53 @@ async fn ignored_users_disappear_from_messages() {
         .collect();
     assert!(!senders.contains(&bob.user_id.as_str()), "{senders:?}");
     assert!(senders.contains(&alice.user_id.as_str()));
+}
+
+/// Complement's `TestInviteFromIgnoredUsersDoesNotAppearInSync`: an invite from an ignored
+/// user is not shown, in incremental or initial syncs; other invites are.
+#[tokio::test]
+async fn invites_from_ignored_users_disappear_from_sync() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let chris = server.register("chris", "pw").await;
+    let (status, _) = server
+        .put(
+            &format!(
+                "/_matrix/client/v3/user/{}/account_data/m.ignored_user_list",
+                alice.user_id
+            ),
+            Some(&alice.token),
+            json!({ "ignored_users": { bob.user_id.clone(): {} } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, first) = server
+        .get("/_matrix/client/v3/sync", Some(&alice.token))
+        .await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    let bobs = create_room(
+        &server,
+        &bob,
+        json!({ "preset": "private_chat", "invite": [alice.user_id] }),
+    )
+    .await;
+    let chriss = create_room(
+        &server,
+        &chris,
+        json!({ "preset": "private_chat", "invite": [alice.user_id] }),
+    )
+    .await;
+    for query in [format!("?since={since}&timeout=0"), String::new()] {
+        let (status, sync) = server
+            .get(
+                &format!("/_matrix/client/v3/sync{query}"),
+                Some(&alice.token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{sync}");
+        let invites = &sync["rooms"]["invite"];
+        assert!(invites.get(&bobs).is_none(), "{query}: {invites}");
+        assert!(invites.get(&chriss).is_some(), "{query}: {invites}");
+    }
 }

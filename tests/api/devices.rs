@@ -146,3 +146,76 @@ async fn delete_many_devices() {
     assert_eq!(list["devices"].as_array().unwrap().len(), 1);
     assert_eq!(list["devices"][0]["device_id"], alice.device_id.as_str());
 }
+
+/// Complement's "DELETE /device/{deviceId} requires UI auth user to match device owner": the
+/// password of another account proves nothing about this one — 403, and nothing is deleted.
+#[tokio::test]
+async fn ui_auth_of_another_user_is_forbidden() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "alicepw").await;
+    let bob = server.register("bob", "bobspw").await;
+    let (_, second) = server.login("alice", "alicepw").await;
+    let device = second["device_id"].as_str().unwrap();
+    let path = format!("/_matrix/client/v3/devices/{device}");
+    let as_bob = json!({ "auth": TestServer::password_auth(&bob, None) });
+    let response = server
+        .request(
+            Method::DELETE,
+            &path,
+            Some(&alice.token),
+            Some(as_bob.clone()),
+        )
+        .await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_eq!(
+        server.get(&path, Some(&alice.token)).await.0,
+        StatusCode::OK
+    );
+    // The same on the other routes that ask for the account's password.
+    let response = server
+        .post(
+            "/_matrix/client/v3/delete_devices",
+            Some(&alice.token),
+            json!({ "devices": [device], "auth": as_bob["auth"] }),
+        )
+        .await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let response = server
+        .post(
+            "/_matrix/client/v3/account/deactivate",
+            Some(&alice.token),
+            as_bob.clone(),
+        )
+        .await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_eq!(
+        server.get(&path, Some(&alice.token)).await.0,
+        StatusCode::OK
+    );
+    // A wrong password of her own stays a 401 challenge; her right one deletes.
+    let mut wrong = alice.clone();
+    wrong.password = "nope".to_owned();
+    let (status, body) = server
+        .request(
+            Method::DELETE,
+            &path,
+            Some(&alice.token),
+            Some(json!({ "auth": TestServer::password_auth(&wrong, None) })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["errcode"], "M_FORBIDDEN");
+    let (status, body) = server
+        .request(
+            Method::DELETE,
+            &path,
+            Some(&alice.token),
+            Some(json!({ "auth": TestServer::password_auth(&alice, None) })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        server.get(&path, Some(&alice.token)).await.0,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{TestServer, assert_error};
+use crate::common::{TestServer, assert_error, create_room};
 
 #[tokio::test]
 async fn user_directory_finds_room_mates_and_public_room_members() {
@@ -226,4 +226,75 @@ async fn timestamp_to_event_finds_the_nearest_event() {
         Some(true),
         "the create event"
     );
+}
+
+/// Complement's `TestRoomSpecificUsernameChange`: a name alice gives herself in one room is
+/// hers to show there, not the directory's: everyone finds her by her profile name only.
+#[tokio::test]
+async fn user_directory_shows_profile_names_not_room_specific_ones() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let eve = server.register("eve", "pw").await;
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", alice.user_id),
+            Some(&alice.token),
+            json!({ "displayname": "Alice Cooper" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    create_room(&server, &alice, json!({ "visibility": "public" })).await;
+    let private = create_room(
+        &server,
+        &bob,
+        json!({ "visibility": "private", "invite": [alice.user_id] }),
+    )
+    .await;
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/join/{private}"),
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{private}/state/m.room.member/{}",
+                alice.user_id
+            ),
+            Some(&alice.token),
+            json!({ "membership": "join", "displayname": "Freddy" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    for searcher in [&eve, &bob] {
+        for term in ["Alice Cooper", "@alice"] {
+            let (status, body) = server
+                .post(
+                    "/_matrix/client/v3/user_directory/search",
+                    Some(&searcher.token),
+                    json!({ "search_term": term }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(
+                body["results"],
+                json!([{ "user_id": alice.user_id, "display_name": "Alice Cooper" }]),
+                "{} searching {term:?}",
+                searcher.user_id
+            );
+        }
+        let (_, body) = server
+            .post(
+                "/_matrix/client/v3/user_directory/search",
+                Some(&searcher.token),
+                json!({ "search_term": "Freddy" }),
+            )
+            .await;
+        assert_eq!(body["results"], json!([]), "{}: {body}", searcher.user_id);
+    }
 }

@@ -137,3 +137,32 @@ async fn bodiless_posts_read_as_empty_objects() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn invalid_utf8_is_m_not_json_before_authentication() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let invalid = b"{ \"test\":\"a\x81\" }".to_vec();
+    let response = server
+        .post_raw("/_matrix/client/v3/register", None, invalid.clone())
+        .await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_NOT_JSON");
+    // The body is judged before the (missing) token.
+    let response = server
+        .post_raw("/_matrix/client/v3/createRoom", None, invalid)
+        .await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_NOT_JSON");
+    // In a field the endpoint would ignore, and with a valid token: still refused, no room.
+    let response = server
+        .post_raw(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            b"{ \"name\": \"ok\", \"org.example\": \"a\xff\" }".to_vec(),
+        )
+        .await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_NOT_JSON");
+    let (_, rooms) = server
+        .get("/_matrix/client/v3/joined_rooms", Some(&alice.token))
+        .await;
+    assert_eq!(rooms["joined_rooms"], json!([]));
+}

@@ -5,6 +5,7 @@
 mod account_data;
 mod accounts;
 mod admin;
+mod aliases;
 mod common;
 mod devices;
 mod directory;

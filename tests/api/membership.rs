@@ -215,3 +215,89 @@ async fn upgrade_moves_state_aliases_and_tombstones_the_old_room() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// The member event of `user` in `room`, as `viewer` sees it.
+async fn member_content(
+    server: &TestServer,
+    viewer: &TestUser,
+    room: &str,
+    user: &TestUser,
+) -> Value {
+    let path = format!(
+        "/_matrix/client/v3/rooms/{room}/state/m.room.member/{}",
+        user.user_id
+    );
+    let (status, body) = server.get(&path, Some(&viewer.token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Complement's "POST /join/:room_id can join a room with custom content" (and by alias): the
+/// body's other fields are the member event's content, as in Synapse; the server still decides
+/// `membership` and the join's authoriser.
+#[tokio::test]
+async fn join_keeps_custom_content() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "room_alias_name": "custom" }),
+    )
+    .await;
+    let (status, body) = server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob.token),
+            json!({ "foo": "bar", "reason": "hi", "membership": "ban", "join_authorised_via_users_server": alice.user_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let content = member_content(&server, &alice, &room, &bob).await;
+    assert_eq!(
+        content,
+        json!({ "membership": "join", "foo": "bar", "reason": "hi", "displayname": "bob" })
+    );
+    // By alias, with a name for this room only.
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/join/%23custom:localhost",
+            Some(&carol.token),
+            json!({ "foo": "baz", "displayname": "Caro" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let content = member_content(&server, &alice, &room, &carol).await;
+    assert_eq!(
+        content,
+        json!({ "membership": "join", "foo": "baz", "displayname": "Caro" })
+    );
+}
+
+#[tokio::test]
+async fn join_with_bad_custom_profile_is_refused_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    for bad in [
+        json!({ "displayname": 5 }),
+        json!({ "displayname": "x".repeat(300) }),
+        json!({ "avatar_url": ["mxc://localhost/a"] }),
+    ] {
+        let response = server
+            .post(
+                &format!("/_matrix/client/v3/rooms/{room}/join"),
+                Some(&bob.token),
+                bad.clone(),
+            )
+            .await;
+        assert_error(&response, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    }
+    let (_, rooms) = server
+        .get("/_matrix/client/v3/joined_rooms", Some(&bob.token))
+        .await;
+    assert_eq!(rooms["joined_rooms"], json!([]));
+}

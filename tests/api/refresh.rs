@@ -100,7 +100,7 @@ async fn expired_access_token_is_a_soft_logout() {
 
 #[tokio::test]
 async fn without_refresh_tokens_access_tokens_do_not_expire() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|config| config.access_token_lifetime_secs = 0).await;
     server.register("alice", "pw").await;
     let (_, login) = server
         .post("/_matrix/client/v3/login", None, login_body(true))
@@ -121,4 +121,38 @@ async fn without_refresh_tokens_access_tokens_do_not_expire() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["refresh_token"].is_string());
     assert_eq!(body["expires_in_ms"], 60_000);
+}
+
+/// As in Synapse (`refreshable_access_token_lifetime`: 5 minutes), a client that asks for a
+/// refresh token gets one without any configuration; one that does not keeps a token that
+/// never expires.
+#[tokio::test]
+async fn refresh_tokens_are_on_by_default() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .post("/_matrix/client/v3/register", None, json!({ "username": "alice", "password": "pw", "refresh_token": true, "auth": { "type": "m.login.dummy" } }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["refresh_token"].is_string(), "{body}");
+    assert_eq!(body["expires_in_ms"], 300_000);
+    let (status, login) = server
+        .post("/_matrix/client/v3/login", None, login_body(true))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    assert!(login["refresh_token"].is_string(), "{login}");
+    let (status, refreshed) = server
+        .post(
+            REFRESH,
+            None,
+            json!({ "refresh_token": login["refresh_token"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let (_, plain) = server
+        .post("/_matrix/client/v3/login", None, login_body(false))
+        .await;
+    assert!(
+        plain.get("refresh_token").is_none() && plain.get("expires_in_ms").is_none(),
+        "{plain}"
+    );
 }

@@ -66,7 +66,16 @@ async fn taken_invalid_and_generated_usernames() {
         )
         .await;
     assert_error(&response, StatusCode::BAD_REQUEST, "M_USER_IN_USE");
-    for bad in ["Alice", "al ice", "al:ice", "_reserved", ""] {
+    // Capitals are lowered (as Synapse does), so this is alice again.
+    let response = server
+        .post(
+            REGISTER,
+            None,
+            json!({ "username": "ALice", "password": "pw", "auth": dummy }),
+        )
+        .await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_USER_IN_USE");
+    for bad in ["al ice", "al:ice", "_reserved", ""] {
         let response = server
             .post(
                 REGISTER,
@@ -257,4 +266,38 @@ async fn concurrent_registrations_of_one_name_have_one_winner() {
             .iter()
             .all(|(status, body)| *status == StatusCode::OK || body["errcode"] == "M_USER_IN_USE")
     );
+}
+
+#[tokio::test]
+async fn capitals_in_requested_user_names_are_lowered() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .post(
+            REGISTER,
+            None,
+            json!({ "username": "user-UPPER", "password": "pw", "auth": { "type": "m.login.dummy" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], "@user-upper:localhost");
+    let (status, body) = server.login("user-upper", "pw").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], "@user-upper:localhost");
+
+    // Shared-secret registration: the MAC covers the name as sent, the account is lowered.
+    let path = "/_synapse/admin/v1/register";
+    let (_, body) = server.get(path, None).await;
+    let nonce = body["nonce"].as_str().unwrap().to_owned();
+    let name = "user-UPPER-shared-SECRET";
+    let request = json!({ "nonce": nonce, "username": name, "password": "pw", "admin": false, "mac": mac(&nonce, name, "pw", false) });
+    let (status, body) = server.post(path, None, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], "@user-upper-shared-secret:localhost");
+    let (_, whoami) = server
+        .get(
+            "/_matrix/client/v3/account/whoami",
+            Some(body["access_token"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(whoami["user_id"], "@user-upper-shared-secret:localhost");
 }

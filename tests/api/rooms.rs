@@ -135,6 +135,7 @@ async fn messages_are_idempotent_visible_to_members_and_paginate() {
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
+    // An event one may not read is one that is not there (spec: 404 for both).
     assert_error(
         &server
             .get(
@@ -142,8 +143,8 @@ async fn messages_are_idempotent_visible_to_members_and_paginate() {
                 Some(&bob.token),
             )
             .await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
     );
 
     // Backward pagination, two by two, following `end`.

@@ -282,3 +282,31 @@ async fn websocket_sync_ends_when_its_session_does() {
     let frame = next_error(&mut socket).await;
     assert_eq!(frame["errcode"], "M_UNKNOWN_TOKEN", "{frame}");
 }
+
+/// Complement's `TestFetchEventNonWorldReadable`: an event of a room one cannot read answers
+/// exactly like an event that does not exist, so its existence is not revealed.
+#[tokio::test]
+async fn an_unreadable_event_is_not_found() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let bob = server.register("bob", "pw-bob-1").await;
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "initial_state": [
+            { "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": "shared" } }
+        ] }),
+    )
+    .await;
+    let message = send_text(&server, &alice, &room, "t1", "hello").await;
+    let unreadable = event(&server, &bob, &room, &message).await;
+    assert_error(&unreadable, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let missing = event(&server, &bob, &room, "$nothing").await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    assert_eq!(unreadable.1["error"], missing.1["error"], "same answer");
+    assert_error(
+        &event(&server, &bob, "!nowhere:localhost", &message).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+}

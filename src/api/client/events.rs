@@ -120,7 +120,7 @@ pub async fn get_event(
     let event = services
         .blocking(move |s| {
             s.rooms
-                .event_for_user(&session, &body.room_id, &body.event_id)
+                .fetch_event_for_user(&session, &body.room_id, &body.event_id)
         })
         .await?;
     Ok(RumaResponse(get_room_event::v3::Response::new(

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use ruma::{
-    OwnedMxcUri, OwnedUserId, UserId,
+    OwnedMxcUri, OwnedUserId,
     api::client::profile::{
         get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
     },
@@ -12,7 +12,7 @@ use ruma::{
 use crate::{
     api::{AppState, Ruma, RumaResponse},
     error::{Error, Result},
-    service::users::profiles::ProfileRecord,
+    service::users::{profile_rooms::ProfileChange, profiles::ProfileRecord},
 };
 
 /// The stored profile of a local user; 404 for unknown, deactivated or remote users
@@ -27,15 +27,6 @@ async fn profile_of(services: &AppState, user_id: OwnedUserId) -> Result<Profile
         .blocking(move |s| s.profiles.get(&user_id))
         .await?
         .ok_or_else(|| Error::not_found("Profile not found"))
-}
-
-/// Only the user may change their own profile.
-fn ensure_own(request_user: &UserId, target: &UserId) -> Result<()> {
-    if request_user == target {
-        Ok(())
-    } else {
-        Err(Error::forbidden("You cannot change another user's profile"))
-    }
 }
 
 /// `GET /profile/{userId}`
@@ -70,11 +61,10 @@ pub async fn set_displayname(
     State(services): State<AppState>,
     request: Ruma<set_display_name::v3::Request>,
 ) -> Result<RumaResponse<set_display_name::v3::Response>> {
-    let user = request.session()?.user_id.clone();
-    ensure_own(&user, &request.body.user_id)?;
-    let name = request.body.displayname;
+    let caller = request.session()?.user_id.clone();
+    let change = ProfileChange::Displayname(request.body.displayname);
     services
-        .blocking(move |s| s.profiles.set_displayname(&user, name))
+        .change_profile(&caller, &request.body.user_id, change)
         .await?;
     Ok(RumaResponse(set_display_name::v3::Response::new()))
 }
@@ -94,11 +84,14 @@ pub async fn set_avatar_url(
     State(services): State<AppState>,
     request: Ruma<set_avatar_url::v3::Request>,
 ) -> Result<RumaResponse<set_avatar_url::v3::Response>> {
-    let user = request.session()?.user_id.clone();
-    ensure_own(&user, &request.body.user_id)?;
+    let caller = request.session()?.user_id.clone();
     let url = request.body.avatar_url.as_ref().map(|url| url.to_string());
     services
-        .blocking(move |s| s.profiles.set_avatar_url(&user, url))
+        .change_profile(
+            &caller,
+            &request.body.user_id,
+            ProfileChange::AvatarUrl(url),
+        )
         .await?;
     Ok(RumaResponse(set_avatar_url::v3::Response::new()))
 }

@@ -81,11 +81,12 @@ pub async fn join_by_id_or_alias(
     request: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
+    let content = request.json_object()?;
     let body = request.body;
     let room_id = services
         .blocking(move |s| {
             let room_id = s.resolve_room_or_alias(&body.room_id_or_alias)?;
-            s.join(&user, &room_id, body.reason)?;
+            s.join_with_content(&user, &room_id, body.reason, content)?;
             Ok(room_id)
         })
         .await?;
@@ -98,11 +99,12 @@ pub async fn join_by_id(
     request: Ruma<join_room_by_id::v3::Request>,
 ) -> Result<Json<Value>> {
     let user = request.session()?.user_id.clone();
+    let content = request.json_object()?;
     let room_id = request.body.room_id.clone();
     let reason = request.body.reason;
     let joined = room_id.clone();
     services
-        .blocking(move |s| s.join(&user, &joined, reason))
+        .blocking(move |s| s.join_with_content(&user, &joined, reason, content))
         .await?;
     Ok(Json(json!({ "room_id": room_id })))
 }

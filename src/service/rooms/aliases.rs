@@ -1,4 +1,5 @@
-//! Room aliases (`#name:server` → room id) and the room directory's published list.
+//! Room aliases (`#name:server` → room id) and the room directory's published list; a deleted
+//! alias also leaves the room's canonical alias event.
 
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
@@ -162,7 +163,42 @@ impl Services {
         if !allowed {
             return Err(Error::forbidden("You may not delete this alias"));
         }
-        self.aliases.remove(alias)
+        self.aliases.remove(alias)?;
+        // As in Synapse: the deleting user also takes the alias out of the room's canonical
+        // alias event. That is a separate event with its own authorization; a user who may
+        // delete the alias (its creator) but not send the event leaves the event as it is.
+        if let Err(e) = self.drop_from_canonical_alias(&record.room_id, user, alias) {
+            tracing::info!(%alias, room = %record.room_id, error = %e, "canonical alias event not updated");
+        }
+        Ok(())
+    }
+
+    /// Sends a new `m.room.canonical_alias` without `alias` when the current one names it.
+    /// Blocking.
+    fn drop_from_canonical_alias(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        alias: &RoomAliasId,
+    ) -> Result<()> {
+        use ruma::events::{StateEventType, TimelineEventType};
+        self.rooms.append_from_current(room_id, sender, |rooms| {
+            let Some(event) =
+                rooms.current_state_event(room_id, &StateEventType::RoomCanonicalAlias, "")?
+            else {
+                return Ok(None);
+            };
+            Ok(
+                without_alias(&event.content_value(), alias.as_str()).map(|content| {
+                    crate::service::rooms::NewEvent::state(
+                        TimelineEventType::RoomCanonicalAlias,
+                        "",
+                        content,
+                    )
+                }),
+            )
+        })?;
+        Ok(())
     }
 
     /// Resolves `#alias:server` (local aliases only until federation exists).
@@ -235,6 +271,26 @@ impl Services {
         }
         Ok(())
     }
+}
+
+/// Canonical alias content without `alias` (as the main alias or among `alt_aliases`, which
+/// goes when it empties); `None` when the content does not name it.
+fn without_alias(content: &serde_json::Value, alias: &str) -> Option<serde_json::Value> {
+    let mut content = content.as_object()?.clone();
+    let mut changed = false;
+    if content.get("alias").and_then(serde_json::Value::as_str) == Some(alias) {
+        content.remove("alias");
+        changed = true;
+    }
+    if let Some(serde_json::Value::Array(alt)) = content.get_mut("alt_aliases") {
+        let before = alt.len();
+        alt.retain(|other| other.as_str() != Some(alias));
+        changed |= alt.len() != before;
+        if alt.is_empty() {
+            content.remove("alt_aliases");
+        }
+    }
+    changed.then_some(serde_json::Value::Object(content))
 }
 
 /// One page of the public room directory.
@@ -352,5 +408,26 @@ impl Services {
             prev_batch,
             total,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_alias;
+    use serde_json::json;
+
+    #[test]
+    fn an_alias_leaves_the_main_and_the_alternative_places() {
+        let content = json!({ "alias": "#a:x", "alt_aliases": ["#a:x", "#b:x"] });
+        assert_eq!(
+            without_alias(&content, "#a:x"),
+            Some(json!({ "alt_aliases": ["#b:x"] }))
+        );
+        assert_eq!(
+            without_alias(&json!({ "alt_aliases": ["#b:x"] }), "#b:x"),
+            Some(json!({}))
+        );
+        assert_eq!(without_alias(&content, "#c:x"), None, "not named: no event");
+        assert_eq!(without_alias(&json!({ "alias": 5 }), "#a:x"), None);
     }
 }

@@ -22,8 +22,30 @@ use crate::{
 impl RoomService {
     /// Builds and signs a local event, then hands it to the pipeline. Idempotent per
     /// transaction id. Blocking: call from a blocking task.
-    pub fn append(&self, room_id: &RoomId, sender: &UserId, mut new: NewEvent) -> Result<Pdu> {
+    pub fn append(&self, room_id: &RoomId, sender: &UserId, new: NewEvent) -> Result<Pdu> {
         let _guard = self.room_locks.lock(room_id);
+        self.append_locked(room_id, sender, new)
+    }
+
+    /// Like [`RoomService::append`], but the event is made by `make` while the room's lock is
+    /// held, so what `make` reads of the room (a membership, a state event) cannot change
+    /// before the event is stored. `make` returns `None` when there is nothing to send.
+    /// Blocking.
+    pub fn append_from_current(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        make: impl FnOnce(&Self) -> Result<Option<NewEvent>>,
+    ) -> Result<Option<Pdu>> {
+        let _guard = self.room_locks.lock(room_id);
+        match make(self)? {
+            Some(new) => self.append_locked(room_id, sender, new).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`RoomService::append`] for a caller that holds the room's lock.
+    fn append_locked(&self, room_id: &RoomId, sender: &UserId, mut new: NewEvent) -> Result<Pdu> {
         let txn_key = new.txn.as_ref().map(|txn| txn_key(txn, room_id));
         if let Some(key) = &txn_key
             && let Some(existing) = self.timeline.event_for_txn(sender, key)?

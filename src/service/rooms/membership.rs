@@ -2,13 +2,14 @@
 //! rules, power levels, bans) are enforced by the authorization rules in `RoomService::append`.
 
 use ruma::{OwnedEventId, RoomId, UserId, events::TimelineEventType};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::{
     error::{Error, Result},
     service::{
         Services,
         rooms::{NewEvent, create::member_content},
+        users::profiles::{MAX_AVATAR_URL_BYTES, MAX_DISPLAYNAME_CHARS},
     },
 };
 
@@ -39,7 +40,23 @@ impl Services {
 
     /// Joins a local room. Blocking.
     pub fn join(&self, user: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<()> {
+        self.join_with_content(user, room_id, reason, Map::new())
+    }
+
+    /// Joins a local room with content of the client's own in the member event (the body of
+    /// `/join`, as Synapse keeps it: custom keys, a name or avatar for this room only). The
+    /// server decides `membership` and the join's authoriser; the user's profile fills a
+    /// display name or avatar the client did not give. Already joined: nothing changes.
+    /// Blocking.
+    pub fn join_with_content(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        reason: Option<String>,
+        custom: Map<String, Value>,
+    ) -> Result<()> {
         self.ensure_local_room(room_id)?;
+        let custom = checked_custom_content(custom)?;
         if let Some(current) = self.rooms.members.membership(user, room_id)?
             && current.membership == "join"
         {
@@ -47,6 +64,9 @@ impl Services {
         }
         let profile = self.profiles.get(user)?.unwrap_or_default();
         let mut content = member_content("join", &profile, false);
+        if let Value::Object(fields) = &mut content {
+            fields.extend(custom);
+        }
         if let Some(authoriser) = self.restricted_join_authoriser(user, room_id)? {
             content["join_authorised_via_users_server"] = json!(authoriser);
         }
@@ -264,4 +284,42 @@ impl Services {
         )?;
         Ok(())
     }
+}
+
+/// Member-event keys a client may not set in `/join`: the server writes them (`reason` comes
+/// from the request's own field), or they belong to other kinds of joins.
+const SERVER_KEYS: [&str; 5] = [
+    "membership",
+    "reason",
+    "join_authorised_via_users_server",
+    "third_party_invite",
+    "third_party_signed",
+];
+
+/// The client's own member-event content for a join, without the keys the server writes; a
+/// display name or avatar URL must be a string within the profile's limits (as Synapse checks),
+/// so clients reading the member event can rely on them.
+fn checked_custom_content(mut custom: Map<String, Value>) -> Result<Map<String, Value>> {
+    for key in SERVER_KEYS {
+        custom.remove(key);
+    }
+    match custom.get("displayname") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) if name.chars().count() <= MAX_DISPLAYNAME_CHARS => {}
+        Some(_) => {
+            return Err(Error::bad_json(format!(
+                "displayname must be a string of at most {MAX_DISPLAYNAME_CHARS} characters"
+            )));
+        }
+    }
+    match custom.get("avatar_url") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(url)) if url.len() <= MAX_AVATAR_URL_BYTES => {}
+        Some(_) => {
+            return Err(Error::bad_json(format!(
+                "avatar_url must be a string of at most {MAX_AVATAR_URL_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(custom)
 }

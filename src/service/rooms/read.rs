@@ -68,7 +68,25 @@ impl RoomService {
         }
     }
 
-    /// `GET /rooms/{roomId}/event/{eventId}`
+    /// `GET /rooms/{roomId}/event/{eventId}`: an event the user may not read is `404`, as if
+    /// it did not exist (the spec asks for that, and it keeps the event's existence hidden).
+    pub fn fetch_event_for_user(
+        &self,
+        session: &Session,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<Value> {
+        self.event_for_user(session, room_id, event_id)
+            .map_err(|e| match e {
+                Error::Matrix {
+                    errcode: "M_FORBIDDEN",
+                    ..
+                } => Error::not_found("Event not found"),
+                other => other,
+            })
+    }
+
+    /// An event as `session` sees it: 403 outside the room, 404 for an event it cannot see.
     pub fn event_for_user(
         &self,
         session: &Session,

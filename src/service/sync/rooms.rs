@@ -1,5 +1,6 @@
 //! The `rooms` stream of `/sync`: the user's joined rooms (timeline, state, summary, unread
-//! counts, account data, ephemeral events), invites and knocks (stripped state) and left rooms.
+//! counts, account data, ephemeral events), invites (but not from ignored users) and knocks
+//! (stripped state) and left rooms.
 
 use std::collections::HashSet;
 
@@ -56,7 +57,7 @@ pub(super) fn provide(
                     body.join.insert(room_id.to_string(), entry);
                 }
             }
-            "invite" if changed => {
+            "invite" if changed && !ctx.invited_by_ignored(&membership, &ignored)? => {
                 body.invite.insert(room_id.to_string(), json!({ "invite_state": { "events": ctx.stripped_state(&room_id, &membership)? } }));
             }
             "knock" if changed => {
@@ -78,6 +79,21 @@ pub(super) fn provide(
 }
 
 impl SyncContext<'_> {
+    /// Whether an invite comes from a user the invitee ignores: such invites are not shown
+    /// (spec: `m.ignored_user_list`; Synapse drops them from `/sync` too). The invite stays,
+    /// so it shows again if the user is no longer ignored.
+    fn invited_by_ignored(
+        &self,
+        membership: &Membership,
+        ignored: &HashSet<String>,
+    ) -> Result<bool> {
+        if ignored.is_empty() {
+            return Ok(false);
+        }
+        let invite = self.services.rooms.timeline.get_pdu(&membership.event_id)?;
+        Ok(invite.is_some_and(|invite| ignored.contains(invite.sender.as_str())))
+    }
+
     /// The stripped state of an invite or knock, ending with the membership event itself.
     fn stripped_state(&self, room_id: &RoomId, membership: &Membership) -> Result<Vec<Value>> {
         let rooms = &self.services.rooms;

@@ -96,6 +96,16 @@ impl Services {
                     UserIdentifier::Matrix(id) => self.users.resolve_login_name(&id.user),
                     _ => None,
                 };
+                // Credentials of another account prove nothing about this one: refused
+                // outright (as Synapse does), without checking that account's password, so
+                // the answer says nothing about it either.
+                if let (Some(owner), Some(named)) = (user_id, named.as_deref())
+                    && owner != named
+                {
+                    return Err(Error::forbidden(
+                        "The authentication names another user than the account acted on",
+                    ));
+                }
                 let owner = user_id.filter(|owner| named.as_deref() == Some(*owner));
                 match owner {
                     Some(owner) if self.users.check_password(owner, &given.password)? => {
@@ -152,7 +162,7 @@ impl Services {
         // Name problems are reported before the auth dance, so clients can fix them early.
         let requested = match &request.username {
             Some(name) => {
-                let user_id = self.users.validate_new_localpart(name)?;
+                let user_id = self.users.requested_user_id(name)?;
                 if self.users.exists(&user_id)? {
                     return Err(Error::user_in_use());
                 }

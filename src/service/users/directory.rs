@@ -1,5 +1,6 @@
 //! The user directory: local users who share a room with the searcher or sit in a public room,
-//! matched on user id and display name.
+//! matched on user id and display name (local users by their profile, not by room-specific
+//! member events).
 
 use std::collections::BTreeMap;
 
@@ -43,10 +44,11 @@ impl Services {
             let Some((short_room, _)) = self.rooms.registry.room(&room)? else {
                 continue;
             };
-            for (user, content) in self.rooms.joined_member_profiles(short_room)? {
+            for (user, member) in self.rooms.joined_member_profiles(short_room)? {
                 if found.contains_key(&user) {
                     continue;
                 }
+                let content = self.directory_profile(&user, member)?;
                 let name = content["displayname"].as_str().unwrap_or("");
                 if user.as_str().to_lowercase().contains(&term)
                     || name.to_lowercase().contains(&term)
@@ -67,5 +69,17 @@ impl Services {
             results: found.into_values().take(limit).collect(),
             limited,
         })
+    }
+
+    /// What the directory shows of a member: a local user's own profile, never a name or
+    /// avatar they set in one room (that room's members may see it, the directory's searchers
+    /// may not; Synapse's directory ignores such per-room profiles too). Only for users of
+    /// other servers, whose profiles we do not hold, the member event is all there is.
+    fn directory_profile(&self, user: &UserId, member: Value) -> Result<Value> {
+        if !self.users.is_local(user) {
+            return Ok(member);
+        }
+        let profile = self.profiles.get(user)?.unwrap_or_default();
+        Ok(json!({ "displayname": profile.displayname, "avatar_url": profile.avatar_url }))
     }
 }

@@ -14,6 +14,10 @@ use sha1::Sha1;
 
 use crate::{
     error::{Error, Result},
+    service::{
+        Services,
+        users::{accounts::Registered, password::MAX_PASSWORD_BYTES},
+    },
     util::random_alphanumeric,
 };
 
@@ -64,6 +68,64 @@ impl SharedSecretRegistration {
         mac_for(secret, request)
             .verify_slice(&given)
             .map_err(|_| Error::forbidden("HMAC incorrect"))
+    }
+}
+
+/// A shared-secret registration request, as sent.
+pub struct SharedSecretRequest {
+    pub nonce: String,
+    pub username: String,
+    pub password: String,
+    pub mac_hex: String,
+    pub admin: bool,
+    pub displayname: Option<String>,
+    pub user_type: Option<String>,
+}
+
+impl Services {
+    /// The configured shared secret; without one the endpoint does not exist.
+    pub fn registration_shared_secret(&self) -> Result<&str> {
+        self.config
+            .registration_shared_secret
+            .as_deref()
+            .ok_or_else(|| {
+                Error::unrecognized(
+                    http::StatusCode::NOT_FOUND,
+                    "Shared-secret registration is not enabled",
+                )
+            })
+    }
+
+    /// Creates the account (logged in) if the MAC proves knowledge of the shared secret. The
+    /// MAC covers the name as sent; the account's name has its capitals lowered, as Synapse
+    /// does. Blocking.
+    pub fn register_with_shared_secret(&self, request: SharedSecretRequest) -> Result<Registered> {
+        let secret = self.registration_shared_secret()?;
+        self.shared_secret.verify(
+            secret,
+            &SignedRegistration {
+                nonce: &request.nonce,
+                username: &request.username,
+                password: &request.password,
+                admin: request.admin,
+                user_type: request.user_type.as_deref(),
+                mac_hex: &request.mac_hex,
+            },
+        )?;
+        if request.password.len() > MAX_PASSWORD_BYTES {
+            return Err(Error::weak_password(format!(
+                "Password is longer than {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        let user_id = self.users.requested_user_id(&request.username)?;
+        let tokens = self.create_account(
+            &user_id,
+            Some(request.password),
+            request.admin,
+            request.displayname,
+            Some((None, None, false)),
+        )?;
+        Ok(Registered { user_id, tokens })
     }
 }
 

@@ -79,6 +79,13 @@ impl UserService {
         Ok(user_id)
     }
 
+    /// The user id a client asks for when it registers `name`: capitals are lowered first,
+    /// as Synapse does (`/register` and shared-secret registration), then the name must be
+    /// valid for a new account.
+    pub fn requested_user_id(&self, name: &str) -> Result<OwnedUserId> {
+        self.validate_new_localpart(&name.to_lowercase())
+    }
+
     /// Turns a login identifier (`alice`, `@alice:server`, any case) into a local user id.
     /// Returns `None` for a user of another server or an unparsable name.
     pub fn resolve_login_name(&self, name: &str) -> Option<OwnedUserId> {
