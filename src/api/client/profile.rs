@@ -65,7 +65,7 @@ pub async fn get_displayname(
     )))
 }
 
-/// `PUT /profile/{userId}/displayname`
+/// `PUT /profile/{userId}/displayname` (also sent to the user's rooms as `m.room.member`)
 pub async fn set_displayname(
     State(services): State<AppState>,
     request: Ruma<set_display_name::v3::Request>,
@@ -74,7 +74,10 @@ pub async fn set_displayname(
     ensure_own(&user, &request.body.user_id)?;
     let name = request.body.displayname;
     services
-        .blocking(move |s| s.profiles.set_displayname(&user, name))
+        .blocking(move |s| {
+            s.profiles.set_displayname(&user, name)?;
+            s.propagate_profile(&user)
+        })
         .await?;
     Ok(RumaResponse(set_display_name::v3::Response::new()))
 }
@@ -89,7 +92,7 @@ pub async fn get_avatar_url(
     Ok(RumaResponse(get_avatar_url::v3::Response::new(url)))
 }
 
-/// `PUT /profile/{userId}/avatar_url`
+/// `PUT /profile/{userId}/avatar_url` (also sent to the user's rooms as `m.room.member`)
 pub async fn set_avatar_url(
     State(services): State<AppState>,
     request: Ruma<set_avatar_url::v3::Request>,
@@ -98,7 +101,10 @@ pub async fn set_avatar_url(
     ensure_own(&user, &request.body.user_id)?;
     let url = request.body.avatar_url.as_ref().map(|url| url.to_string());
     services
-        .blocking(move |s| s.profiles.set_avatar_url(&user, url))
+        .blocking(move |s| {
+            s.profiles.set_avatar_url(&user, url)?;
+            s.propagate_profile(&user)
+        })
         .await?;
     Ok(RumaResponse(set_avatar_url::v3::Response::new()))
 }

@@ -55,6 +55,57 @@ impl Services {
         Ok(())
     }
 
+    /// Carries a local user's profile (display name, avatar URL) into their `m.room.member`
+    /// event in every room they are joined to, as the spec's "events on change of profile
+    /// information" asks: the current content is kept but for those two keys (and the join's
+    /// `reason` and `join_authorised_via_users_server`, which belonged to the join itself).
+    /// Rooms where the content would not change get no event; a room that refuses the event is
+    /// logged and skipped, so one room cannot undo the profile change. Blocking.
+    pub fn propagate_profile(&self, user: &UserId) -> Result<()> {
+        use ruma::events::StateEventType;
+        let profile = self.profiles.get(user)?.unwrap_or_default();
+        for (room_id, membership) in self.rooms.members.rooms_of(user)? {
+            if membership.membership != "join" {
+                continue;
+            }
+            let Some(current) = self.rooms.current_state_event(
+                &room_id,
+                &StateEventType::RoomMember,
+                user.as_str(),
+            )?
+            else {
+                continue;
+            };
+            let old = current.content_value();
+            let mut content = old.clone();
+            let Some(fields) = content.as_object_mut() else {
+                continue;
+            };
+            for key in ["reason", "join_authorised_via_users_server"] {
+                fields.remove(key);
+            }
+            for (key, value) in [
+                ("displayname", &profile.displayname),
+                ("avatar_url", &profile.avatar_url),
+            ] {
+                match value {
+                    Some(value) => fields.insert(key.to_owned(), json!(value)),
+                    None => fields.remove(key),
+                };
+            }
+            if old.get("membership") != Some(&json!("join"))
+                || old.get("displayname") == content.get("displayname")
+                    && old.get("avatar_url") == content.get("avatar_url")
+            {
+                continue;
+            }
+            if let Err(e) = self.membership_event(user, &room_id, user, content, None) {
+                tracing::warn!(room = %room_id, user = %user, error = %e, "profile change not carried into the room");
+            }
+        }
+        Ok(())
+    }
+
     /// For rooms with a `restricted` (or `knock_restricted`) join rule and a user who is not
     /// invited: checks the user is joined to one of the allowed rooms and names a local member
     /// with the power to invite, as the authorization rules require. `None` when the room's
