@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hearth's front door. Usage:
 #   ./hearth.sh run [hearth serve args…]   build (release) and run the server: ./data, localhost, 127.0.0.1:8008
-#   ./hearth.sh test                       run every test: unit, integration, and a real Matrix client (matrix-nio)
+#   ./hearth.sh test                       run every test: unit, integration, real Matrix clients (nio, js-sdk, Hydrogen)
 #   ./hearth.sh ci                         what CI runs: format and lint checks, then the tests
 #   ./hearth.sh setup                      only install what the build needs
 # Whatever cargo cannot fetch is installed here (Debian/Ubuntu, as root or with sudo), or named
@@ -59,6 +59,8 @@ setup() {
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  # The Hydrogen client test drives Debian's headless Chromium (playwright cannot fetch a browser here).
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if ((${#missing[@]})); then
     echo "hearth: installing system packages: ${missing[*]}" >&2
     if ! { as_root apt-get update -qq && as_root apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
