@@ -161,9 +161,15 @@ await api("PUT", `/_matrix/client/v3/profile/${enc(bob.user_id)}/avatar_url`, {
   body: { avatar_url: avatarMxc },
 });
 // The spec's "events on change of profile information": the new avatar reaches the rooms.
-const member = await api("GET", `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(bob.user_id)}`, {
-  token: bob.access_token,
-});
+// The server sends those member events in the background: wait for it, at most 10 s.
+let member = {};
+for (let attempt = 0; attempt < 100; attempt++) {
+  member = await api("GET", `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(bob.user_id)}`, {
+    token: bob.access_token,
+  });
+  if (member.avatar_url === avatarMxc) break;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
 if (member.avatar_url !== avatarMxc || member.membership !== "join") {
   await fail(`bob's m.room.member after the avatar change is ${JSON.stringify(member)}, expected avatar_url ${avatarMxc}`);
 }
