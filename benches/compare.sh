@@ -6,7 +6,8 @@
 # Sizes can be overridden: REGISTER_USERS, SEND_MESSAGES, CONCURRENT_SENDERS,
 # CONCURRENT_MESSAGES, FANOUT_RECEIVERS, FANOUT_MESSAGES, SYNC_ROOMS, SYNC_MEMBERS,
 # SYNC_EVENTS, SYNC_SAMPLES, PUSH_MEMBERS, PUSH_PUSHERS, PUSH_MESSAGES, MEDIA_MIB,
-# MEDIA_ROUNDS, MEDIA_PHOTOS, KEYS_USERS, KEYS_DEVICES, KEYS_SAMPLES, IDLE_CLIENTS, IDLE_SECONDS.
+# MEDIA_ROUNDS, MEDIA_PHOTOS, KEYS_USERS, KEYS_DEVICES, KEYS_SAMPLES, PROFILE_ROOMS, IDLE_CLIENTS,
+# IDLE_SECONDS.
 # SCENARIOS="push media" runs only those; their rows replace the old ones in
 # benches/results.jsonl, from which benches/RESULTS.md is rendered.
 set -euo pipefail
@@ -91,7 +92,7 @@ wait_up http://127.0.0.1:18208
 wait_up http://127.0.0.1:18108
 
 results="$work/results.jsonl"
-all_scenarios="register send concurrent fanout initial-sync push keys-query keys-claim media idle"
+all_scenarios="register send concurrent fanout initial-sync push keys-query keys-claim media profile idle"
 selected=" ${SCENARIOS:-$all_scenarios} "
 scenario() {
   local name="$1"; shift
@@ -117,6 +118,7 @@ scenario push push --members "${PUSH_MEMBERS:-1000}" --pushers "${PUSH_PUSHERS:-
 scenario keys-query keys-query --users "${KEYS_USERS:-500}" --samples "${KEYS_SAMPLES:-20}"
 scenario keys-claim keys-claim --devices "${KEYS_DEVICES:-100}" --samples "${KEYS_SAMPLES:-20}"
 scenario media media --size-mib "${MEDIA_MIB:-20}" --rounds "${MEDIA_ROUNDS:-3}" --photos "${MEDIA_PHOTOS:-3}"
+scenario profile profile --rooms "${PROFILE_ROOMS:-500}"
 scenario idle idle --clients "${IDLE_CLIENTS:-200}" --seconds "${IDLE_SECONDS:-10}"
 
 python3 benches/report.py merge "$results" "$(git rev-parse --short HEAD)"

@@ -51,6 +51,7 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub well_known: WellKnownConfig,
     pub presence: PresenceConfig,
+    pub server_notices: ServerNoticesConfig,
     pub federation: FederationConfig,
     pub push: PushConfig,
     pub media: MediaConfig,
@@ -181,6 +182,30 @@ impl Default for PresenceConfig {
     }
 }
 
+/// Server notices: messages from the server's own user to one user, in a room of their own
+/// (`/_synapse/admin/v1/send_server_notice`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerNoticesConfig {
+    /// Localpart of the user that sends notices. Localparts beginning with `_` cannot be
+    /// registered, so the default cannot be taken by a user.
+    pub sender_localpart: String,
+    /// The sender's display name.
+    pub sender_display_name: String,
+    /// The name of each user's notices room.
+    pub room_name: String,
+}
+
+impl Default for ServerNoticesConfig {
+    fn default() -> Self {
+        Self {
+            sender_localpart: "_server".into(),
+            sender_display_name: "Server Notices".into(),
+            room_name: "Server Notices".into(),
+        }
+    }
+}
+
 /// RocksDB settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -266,6 +291,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             well_known: WellKnownConfig::default(),
             presence: PresenceConfig::default(),
+            server_notices: ServerNoticesConfig::default(),
             federation: FederationConfig::default(),
             push: PushConfig::default(),
             media: MediaConfig::default(),
@@ -358,9 +384,13 @@ impl Config {
                 self.server_name
             ))
         })?;
-        if !["6", "7", "8", "9", "10", "11", "12"].contains(&self.default_room_version.as_str()) {
+        if ![
+            "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
+        ]
+        .contains(&self.default_room_version.as_str())
+        {
             return Err(ConfigError(format!(
-                "default_room_version {:?} is not one of the supported versions 6–12",
+                "default_room_version {:?} is not one of the supported versions 1–12",
                 self.default_room_version
             )));
         }

@@ -137,6 +137,14 @@ impl Error {
             message,
         )
     }
+    /// Rejecting the invite to one's server-notices room (Synapse's errcode).
+    pub fn cannot_leave_server_notice_room() -> Self {
+        Self::matrix(
+            StatusCode::FORBIDDEN,
+            "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM",
+            "You cannot reject the invite to your server notices room",
+        )
+    }
     pub fn room_in_use(message: impl Into<String>) -> Self {
         Self::matrix(StatusCode::BAD_REQUEST, "M_ROOM_IN_USE", message)
     }

@@ -21,6 +21,7 @@ use std::{
 
 mod keys;
 mod media;
+mod profile;
 mod push;
 
 use clap::{Parser, Subcommand};
@@ -120,6 +121,12 @@ enum Scenario {
         devices: usize,
         #[arg(long, default_value_t = 20)]
         samples: usize,
+    },
+    /// A user in R rooms changes their display name: the update's answer time, the time until
+    /// every room has the new member event, and another user's /sync latency meanwhile.
+    Profile {
+        #[arg(long, default_value_t = 500)]
+        rooms: usize,
     },
     /// C idle long-polling clients; server RSS and CPU while idle.
     Idle {
@@ -368,6 +375,7 @@ async fn run(cli: &Cli, http: &reqwest::Client) -> Result<(usize, Value, ProcWin
             messages,
         } => push::run(cli, http, members, pushers, messages).await,
         Scenario::KeysQuery { users, samples } => keys::run_query(cli, http, users, samples).await,
+        Scenario::Profile { rooms } => profile::run(cli, http, rooms).await,
         Scenario::KeysClaim { devices, samples } => {
             keys::run_claim(cli, http, devices, samples).await
         }

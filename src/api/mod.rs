@@ -168,6 +168,14 @@ pub fn router(services: AppState) -> Router {
         .ruma(account_data::get_global)
         .ruma(account_data::set_room)
         .ruma(account_data::get_room)
+        .route(
+            "/_matrix/client/unstable/org.matrix.msc3391/user/{user_id}/account_data/{kind}",
+            axum::routing::delete(account_data::delete_global),
+        )
+        .route(
+            "/_matrix/client/unstable/org.matrix.msc3391/user/{user_id}/rooms/{room_id}/account_data/{kind}",
+            axum::routing::delete(account_data::delete_room),
+        )
         .ruma(account_data::get_tags)
         .ruma(account_data::put_tag)
         .ruma(account_data::delete_tag)
@@ -269,6 +277,14 @@ pub fn router(services: AppState) -> Router {
         .route(
             "/_synapse/admin/v1/register",
             axum::routing::get(admin::register::nonce).post(admin::register::register),
+        )
+        .route(
+            "/_synapse/admin/v1/send_server_notice",
+            post(admin::server_notice::send),
+        )
+        .route(
+            "/_synapse/admin/v1/send_server_notice/{txn_id}",
+            put(admin::server_notice::send_with_txn),
         )
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)

@@ -75,12 +75,20 @@ impl AccountDataService {
         Ok(())
     }
 
-    /// One value.
+    /// One value. An empty object is a deleted value (MSC3391: deleting stores `{}`, so that
+    /// incremental syncs carry the deletion), and reads as absent.
     pub fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Option<Value>> {
         Ok(self
             .data
             .get(&key(user, room, kind))?
-            .map(|record| record.content))
+            .map(|record| record.content)
+            .filter(|content| !is_deleted(content)))
+    }
+
+    /// Deletes a value (MSC3391): stored as `{}`, which incremental syncs show and initial
+    /// syncs and reads leave out.
+    pub fn delete(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<()> {
+        self.set(user, room, kind, Value::Object(Default::default()))
     }
 
     /// Users this user ignores (`m.ignored_user_list`): their events are hidden from them.
@@ -109,6 +117,8 @@ impl AccountDataService {
             .filter(|(_, record)| {
                 since.is_none_or(|s| record.position > s) && record.position <= until
             })
+            // An initial sync has no earlier value to delete: deleted values are left out.
+            .filter(|(_, record)| since.is_some() || !is_deleted(&record.content))
             .filter_map(|(key, record)| {
                 let room = match key.room {
                     Some(room) => Some(RoomId::parse(room).ok()?),
@@ -118,4 +128,9 @@ impl AccountDataService {
             })
             .collect())
     }
+}
+
+/// Whether stored content is a deleted value (an empty object, MSC3391).
+fn is_deleted(content: &Value) -> bool {
+    content.as_object().is_some_and(|o| o.is_empty())
 }

@@ -13,6 +13,7 @@ pub mod ratelimit;
 pub mod reports;
 pub mod rooms;
 pub mod server_keys;
+pub mod server_notices;
 pub mod sync;
 pub mod unread;
 pub mod users;

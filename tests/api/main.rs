@@ -28,5 +28,7 @@ mod restart;
 mod rooms;
 mod search;
 mod security;
+mod server_notices;
 mod sync;
+mod sync_conformance;
 mod sync_ws;

@@ -72,6 +72,11 @@ async fn create_room_sets_up_state() {
     );
     assert_eq!(find("m.room.name")["content"]["name"], "Hearth");
     assert_eq!(find("m.room.topic")["content"]["topic"], "Warm");
+    assert_eq!(
+        find("m.room.topic")["content"]["m.topic"],
+        json!({ "m.text": [{ "body": "Warm", "mimetype": "text/plain" }] }),
+        "the rich topic is written beside the plain one"
+    );
     for event in state.as_array().unwrap() {
         assert!(event["event_id"].as_str().unwrap().starts_with('$'));
     }
@@ -485,7 +490,9 @@ async fn every_supported_room_version_works() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
-    for version in ["6", "7", "8", "9", "10", "11", "12"] {
+    for version in [
+        "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
+    ] {
         let room = create_room(
             &server,
             &alice,

@@ -199,3 +199,59 @@ pub async fn delete_tag(
         .await?;
     Ok(Json(json!({})))
 }
+
+/// `DELETE /_matrix/client/unstable/org.matrix.msc3391/user/{userId}/account_data/{type}`
+/// (MSC3391; not in a stable spec version yet).
+pub async fn delete_global(
+    State(services): State<AppState>,
+    axum::extract::Path((user_id, kind)): axum::extract::Path<(String, String)>,
+    request: http::Request<axum::body::Body>,
+) -> Result<Json<Value>> {
+    let (parts, _) = request.into_parts();
+    delete(services, &parts, &user_id, None, kind).await
+}
+
+/// `DELETE /_matrix/client/unstable/org.matrix.msc3391/user/{userId}/rooms/{roomId}/account_data/{type}`
+pub async fn delete_room(
+    State(services): State<AppState>,
+    axum::extract::Path((user_id, room_id, kind)): axum::extract::Path<(String, String, String)>,
+    request: http::Request<axum::body::Body>,
+) -> Result<Json<Value>> {
+    let (parts, _) = request.into_parts();
+    delete(services, &parts, &user_id, Some(room_id), kind).await
+}
+
+async fn delete(
+    services: AppState,
+    parts: &http::request::Parts,
+    path_user: &str,
+    room: Option<String>,
+    kind: String,
+) -> Result<Json<Value>> {
+    let crate::api::extract::Caller::User(session) = crate::api::extract::authenticate(
+        parts,
+        &services,
+        crate::api::extract::TokenUse::Required,
+    )
+    .await?
+    else {
+        return Err(Error::missing_token());
+    };
+    let path_user =
+        UserId::parse(path_user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    ensure_self(&session.user_id, &path_user)?;
+    ensure_settable(&kind)?;
+    let room = room
+        .map(|room| RoomId::parse(room).map_err(|_| Error::invalid_param("Invalid room id")))
+        .transpose()?;
+    let user = session.user_id.clone();
+    services
+        .blocking(move |s| {
+            if let Some(room) = &room {
+                ensure_room(s, room)?;
+            }
+            s.account_data.delete(&user, room.as_deref(), &kind)
+        })
+        .await?;
+    Ok(Json(json!({})))
+}

@@ -18,15 +18,22 @@ pub const SUPPORTED_VERSIONS: &[&str] = &[
     "v1.9", "v1.10", "v1.11",
 ];
 
+/// Unstable features served, each complete: deleting account data (MSC3391), `state_after`
+/// in `/sync` (MSC4222).
+pub const UNSTABLE_FEATURES: &[&str] = &["org.matrix.msc3391", "org.matrix.msc4222"];
+
 /// `GET /_matrix/client/versions`
 pub async fn versions(
     State(_): State<AppState>,
     _: Ruma<get_supported_versions::Request>,
 ) -> Result<RumaResponse<get_supported_versions::Response>> {
     let versions = SUPPORTED_VERSIONS.iter().map(|v| (*v).to_owned()).collect();
-    Ok(RumaResponse(get_supported_versions::Response::new(
-        versions,
-    )))
+    let mut response = get_supported_versions::Response::new(versions);
+    response.unstable_features = UNSTABLE_FEATURES
+        .iter()
+        .map(|feature| ((*feature).to_owned(), true))
+        .collect();
+    Ok(RumaResponse(response))
 }
 
 /// `GET /_matrix/client/v3/capabilities`

@@ -126,8 +126,8 @@ pub async fn changes(
     )))
 }
 
-/// `POST /keys/device_signing/upload`: the first master key needs no re-authentication (as
-/// in Synapse); replacing keys needs the password.
+/// `POST /keys/device_signing/upload`: the first master key, and keys identical to the stored
+/// ones, need no re-authentication (MSC3967, as in Synapse); replacing keys needs the password.
 pub async fn upload_signing_keys(
     State(services): State<AppState>,
     request: Ruma<upload_signing_keys::v3::Request>,
@@ -136,7 +136,12 @@ pub async fn upload_signing_keys(
     let body = request.body;
     services
         .blocking(move |s| {
-            if s.e2ee.has_master_key(&user)? {
+            let upload = SigningKeysUpload {
+                master: body.master_key.map(Raw::into_json),
+                self_signing: body.self_signing_key.map(Raw::into_json),
+                user_signing: body.user_signing_key.map(Raw::into_json),
+            };
+            if s.e2ee.signing_upload_needs_auth(&user, &upload)? {
                 let flows = vec![vec![uiaa::PASSWORD]];
                 s.user_interactive_auth(
                     body.auth.as_ref(),
@@ -145,14 +150,7 @@ pub async fn upload_signing_keys(
                     Some(&user),
                 )?;
             }
-            s.e2ee.upload_signing_keys(
-                &user,
-                SigningKeysUpload {
-                    master: body.master_key.map(Raw::into_json),
-                    self_signing: body.self_signing_key.map(Raw::into_json),
-                    user_signing: body.user_signing_key.map(Raw::into_json),
-                },
-            )
+            s.e2ee.upload_signing_keys(&user, upload)
         })
         .await?;
     Ok(RumaResponse(upload_signing_keys::v3::Response::new()))

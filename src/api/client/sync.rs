@@ -17,7 +17,7 @@ use super::convert;
 use crate::{
     api::{AppState, Ruma},
     error::{Error, Result},
-    service::sync::SyncFilter,
+    service::sync::{SyncFilter, SyncOptions},
 };
 
 /// Longest a `/sync` request waits for something to happen.
@@ -50,6 +50,10 @@ pub async fn sync(
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     let full_state = body.full_state;
+    let options = SyncOptions {
+        full_state,
+        use_state_after: body.use_state_after,
+    };
     // Syncing marks the user active unless the client says otherwise.
     let presence = body.set_presence.to_string();
     if presence != "offline" {
@@ -66,7 +70,7 @@ pub async fn sync(
         woken.as_mut().enable();
         let (session, filter) = (session.clone(), filter.clone());
         let response = services
-            .blocking(move |s| s.build_sync(&session, since, full_state, &filter))
+            .blocking(move |s| s.build_sync(&session, since, options, &filter))
             .await?;
         if response.has_updates
             || since.is_none()

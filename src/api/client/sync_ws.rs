@@ -229,7 +229,14 @@ impl Connection<'_> {
         }
         let (session, filter) = (self.session.clone(), filter.clone());
         self.services
-            .blocking(move |s| s.build_sync(&session, since, false, &filter))
+            .blocking(move |s| {
+                s.build_sync(
+                    &session,
+                    since,
+                    crate::service::sync::SyncOptions::default(),
+                    &filter,
+                )
+            })
             .await
     }
 }

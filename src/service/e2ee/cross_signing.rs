@@ -67,6 +67,35 @@ impl E2eeService {
         Ok(self.cross_signing_key(user, MASTER)?.is_some())
     }
 
+    /// Whether an upload of cross-signing keys needs the user to re-authenticate: not for the
+    /// first master key, nor for keys identical to the stored ones (a client retrying its
+    /// upload; MSC3967, as Synapse does); replacing or adding keys otherwise does.
+    pub fn signing_upload_needs_auth(
+        &self,
+        user: &UserId,
+        upload: &SigningKeysUpload,
+    ) -> Result<bool> {
+        if !self.has_master_key(user)? {
+            return Ok(false);
+        }
+        for (raw, kind) in [
+            (&upload.master, MASTER),
+            (&upload.self_signing, SELF_SIGNING),
+            (&upload.user_signing, USER_SIGNING),
+        ] {
+            let Some(raw) = raw else { continue };
+            let same = self.cross_signing_key(user, kind)?.is_some_and(|stored| {
+                let parse =
+                    |raw: &RawValue| serde_json::from_str::<serde_json::Value>(raw.get()).ok();
+                parse(&stored).is_some_and(|stored| Some(stored) == parse(raw))
+            });
+            if !same {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Stores new cross-signing keys: the self- and user-signing keys must carry a valid
     /// signature of the master key (the new one, or the stored one). All or nothing.
     pub fn upload_signing_keys(&self, user: &UserId, upload: SigningKeysUpload) -> Result<()> {

@@ -102,6 +102,12 @@ impl PresenceService {
         }
     }
 
+    /// Whether the server has heard of the user's presence since it started (users it has
+    /// not are offline, and an offline user nobody has seen is not news).
+    fn has_record(&self, user: &UserId) -> bool {
+        self.users().contains_key(user)
+    }
+
     /// Users whose presence changed after `since`.
     pub fn changed_since(&self, since: Option<u64>) -> Vec<OwnedUserId> {
         self.users()
@@ -187,11 +193,24 @@ impl Services {
         Ok(false)
     }
 
-    /// `m.presence` events for `/sync`: room mates whose presence changed after `since`.
-    pub fn presence_events(&self, user: &UserId, since: Option<u64>) -> Result<Vec<Value>> {
+    /// `m.presence` events for `/sync`: room mates whose presence changed after `since`, and
+    /// — in an incremental sync — the current presence of users who began sharing a room with
+    /// `user` in `(since, until]`, however old it is (a new room mate's presence is news to
+    /// the user; sytest "Existing members see new members' presence").
+    pub fn presence_events(
+        &self,
+        user: &UserId,
+        since: Option<u64>,
+        until: u64,
+    ) -> Result<Vec<Value>> {
+        let mut users: std::collections::BTreeSet<OwnedUserId> =
+            self.presence.changed_since(since).into_iter().collect();
+        if let Some(since) = since {
+            users.extend(self.new_room_mates(user, since, until)?);
+        }
         let mut events = Vec::new();
-        for other in self.presence.changed_since(since) {
-            if !self.share_a_room(user, &other)? {
+        for other in users {
+            if !self.presence.has_record(&other) || !self.share_a_room(user, &other)? {
                 continue;
             }
             let view = self.presence.view(&other);
@@ -206,5 +225,29 @@ impl Services {
             events.push(json!({ "type": "m.presence", "sender": other, "content": content }));
         }
         Ok(events)
+    }
+
+    /// Users who joined one of `user`'s rooms in `(since, until]`, and the members of the
+    /// rooms `user` joined then.
+    fn new_room_mates(&self, user: &UserId, since: u64, until: u64) -> Result<Vec<OwnedUserId>> {
+        let mut mates = Vec::new();
+        for (_, change) in self.rooms.members.join_changes(since, until)? {
+            if !change.joined {
+                continue;
+            }
+            if change.user_id == user {
+                mates.extend(
+                    self.rooms
+                        .members
+                        .members_with_membership(&change.room_id)?
+                        .into_iter()
+                        .filter(|(other, m)| m == "join" && other != user)
+                        .map(|(other, _)| other),
+                );
+            } else if self.rooms.members.is_joined(user, &change.room_id)? {
+                mates.push(change.user_id);
+            }
+        }
+        Ok(mates)
     }
 }

@@ -56,6 +56,9 @@ impl RoomService {
                 .ok_or_else(|| Error::internal("txn points to a missing event"));
         }
         let (short_room, room) = self.registry.known_room(room_id)?;
+        if let Some(current) = self.unchanged_state(short_room, sender, &new)? {
+            return Ok(current);
+        }
         let rules = rules_for(&room.version)?;
         super::pipeline::check_local_content(&new.kind, &new.content)?;
         if new.kind == TimelineEventType::RoomRedaction {
@@ -101,6 +104,28 @@ impl RoomService {
         })
     }
 
+    /// The current state event that `new` would only repeat: same type, state key, sender and
+    /// content. Setting state twice is idempotent (sytest, Synapse): the second request gets
+    /// the first event instead of a new one. Memberships are left to their own rules (a
+    /// second join with the same content is handled by the membership service).
+    fn unchanged_state(
+        &self,
+        short_room: u64,
+        sender: &UserId,
+        new: &NewEvent,
+    ) -> Result<Option<Pdu>> {
+        let Some(state_key) = new.state_key.as_deref() else {
+            return Ok(None);
+        };
+        if new.kind == TimelineEventType::RoomMember {
+            return Ok(None);
+        }
+        let event_type = ruma::events::StateEventType::from(new.kind.to_string());
+        Ok(self
+            .state_event_in(short_room, None, &event_type, state_key)?
+            .filter(|current| current.sender == sender && current.content_value() == new.content))
+    }
+
     /// The unsigned JSON object of a new event, without hashes and signatures.
     #[allow(clippy::too_many_arguments)]
     fn build_object(
@@ -138,16 +163,47 @@ impl RoomService {
         {
             object.insert("redacts".into(), string(redacts.as_str()));
         }
-        let ids = |ids: &[OwnedEventId]| {
-            CanonicalJsonValue::Array(ids.iter().map(|id| string(id.as_str())).collect())
+        let ids = |ids: &[OwnedEventId]| -> Result<CanonicalJsonValue> {
+            let mut references = Vec::with_capacity(ids.len());
+            for id in ids {
+                references.push(if rules.event_format.require_event_id {
+                    // Room versions 1 and 2 name each earlier event with its reference hash.
+                    let mut hashes = CanonicalJsonObject::new();
+                    hashes.insert("sha256".into(), string(&self.reference_hash_of(id, rules)?));
+                    CanonicalJsonValue::Array(vec![
+                        string(id.as_str()),
+                        CanonicalJsonValue::Object(hashes),
+                    ])
+                } else {
+                    string(id.as_str())
+                });
+            }
+            Ok(CanonicalJsonValue::Array(references))
         };
-        object.insert("prev_events".into(), ids(prev_events));
-        object.insert("auth_events".into(), ids(auth_events));
+        object.insert("prev_events".into(), ids(prev_events)?);
+        object.insert("auth_events".into(), ids(auth_events)?);
         object.insert(
             "depth".into(),
             CanonicalJsonValue::Integer(ruma::Int::new(depth as i64).unwrap_or_default()),
         );
         Ok(object)
+    }
+
+    /// The reference hash of a stored event (room versions 1 and 2 put it beside every event
+    /// id an event refers to).
+    fn reference_hash_of(&self, event_id: &EventId, rules: &RoomVersionRules) -> Result<String> {
+        let location = self
+            .timeline
+            .location(event_id)?
+            .ok_or_else(|| Error::internal(format!("referenced event {event_id} is missing")))?;
+        let raw = self
+            .timeline
+            .raw_at(location.short_room, location.count)?
+            .ok_or_else(|| Error::internal(format!("referenced event {event_id} is missing")))?;
+        let object: CanonicalJsonObject =
+            serde_json::from_str(raw.get()).map_err(Error::internal)?;
+        ruma::signatures::reference_hash(&object, rules)
+            .map_err(|e| Error::internal(format!("hashing {event_id}: {e}")))
     }
 
     /// Adds the content hash and our signature; returns the event id (reference hash).
@@ -156,6 +212,30 @@ impl RoomService {
         object: &mut CanonicalJsonObject,
         rules: &RoomVersionRules,
     ) -> Result<OwnedEventId> {
+        if rules.event_format.require_event_id {
+            // Room versions 1 and 2: the event carries a random id of ours, signed with it.
+            let event_id = EventId::parse(format!(
+                "${}:{}",
+                crate::util::random_alphanumeric(18),
+                self.keys.server_name
+            ))
+            .map_err(Error::internal)?;
+            object.insert(
+                "event_id".into(),
+                CanonicalJsonValue::String(event_id.to_string()),
+            );
+            ruma::signatures::hash_and_sign_event(
+                self.keys.server_name.as_str(),
+                &self.keys.key_pair,
+                object,
+                &rules.redaction,
+            )
+            .map_err(|e| match e {
+                ruma::signatures::JsonError::PduTooLarge => Error::too_large(MAX_PDU_BYTES),
+                other => Error::internal(format!("signing event: {other}")),
+            })?;
+            return Ok(event_id);
+        }
         ruma::signatures::hash_and_sign_event(
             self.keys.server_name.as_str(),
             &self.keys.key_pair,

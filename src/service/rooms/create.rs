@@ -39,7 +39,9 @@ impl Services {
     /// The room versions this server can create and join, with the default.
     pub fn supported_room_versions(&self) -> Vec<RoomVersionId> {
         use RoomVersionId::*;
-        vec![V6, V7, V8, V9, V10, V11, V12]
+        // Every stable version: ruma carries their authorization, redaction and event-id rules
+        // (versions 1 and 2 name events by `event_id` fields, see `builder`).
+        vec![V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12]
     }
 
     /// Creates a room. Blocking: call from a blocking task.
@@ -134,10 +136,14 @@ impl Services {
             ))?;
         }
         if let Some(topic) = request.topic.filter(|t| !t.is_empty()) {
+            // The plain topic and its rich representation (spec v1.15, `m.topic`).
             send(NewEvent::state(
                 TimelineEventType::RoomTopic,
                 "",
-                json!({ "topic": topic }),
+                json!({
+                    "topic": topic,
+                    "m.topic": { "m.text": [{ "body": topic, "mimetype": "text/plain" }] },
+                }),
             ))?;
         }
         for invitee in &request.invite {

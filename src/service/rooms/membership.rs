@@ -205,6 +205,12 @@ impl Services {
     pub fn leave(&self, user: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<()> {
         self.ensure_local_room(room_id)?;
         match self.rooms.members.membership(user, room_id)? {
+            // The invite to one's server-notices room stays until it is accepted (Synapse).
+            Some(current)
+                if current.membership == "invite" && self.is_server_notices_room(room_id)? =>
+            {
+                return Err(Error::cannot_leave_server_notice_room());
+            }
             Some(current) if matches!(current.membership.as_str(), "join" | "invite" | "knock") => {
             }
             _ => return Err(Error::forbidden("You are not in this room")),

@@ -22,15 +22,37 @@ pub struct Pdu {
     pub content: Box<RawValue>,
     #[serde(default)]
     pub state_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "event_references")]
     pub prev_events: Vec<OwnedEventId>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "event_references")]
     pub auth_events: Vec<OwnedEventId>,
     #[serde(default)]
     pub redacts: Option<OwnedEventId>,
     pub depth: UInt,
     #[serde(default)]
     pub unsigned: Option<serde_json::Map<String, Value>>,
+}
+
+/// `prev_events` / `auth_events`: event ids, or — in room versions 1 and 2 — pairs of an
+/// event id and that event's hashes (`["$id:server", {"sha256": "…"}]`), of which only the id
+/// is kept.
+fn event_references<'de, D>(deserializer: D) -> Result<Vec<OwnedEventId>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Reference {
+        Id(OwnedEventId),
+        WithHashes(OwnedEventId, serde::de::IgnoredAny),
+    }
+    let references = Vec::<Reference>::deserialize(deserializer)?;
+    Ok(references
+        .into_iter()
+        .map(|reference| match reference {
+            Reference::Id(id) | Reference::WithHashes(id, _) => id,
+        })
+        .collect())
 }
 
 impl Pdu {

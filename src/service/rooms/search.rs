@@ -227,7 +227,11 @@ impl RoomService {
             .skip(query.offset)
             .take(query.limit)
             .collect();
-        let next_offset = (query.offset + page.len() < total).then_some(query.offset + page.len());
+        // A full page gets a `next_batch` even when it ends exactly at the last hit; the next
+        // request then answers no results and no token. That is what Synapse does and what
+        // clients and Complement's TestSearch expect (a page shorter than the limit is the end).
+        let next_offset =
+            (query.limit > 0 && page.len() == query.limit).then_some(query.offset + page.len());
         Ok(SearchResults {
             hits: page,
             total,

@@ -239,6 +239,38 @@ impl RoomService {
         Ok(visible)
     }
 
+    /// The user's membership at an event, for `unsigned.membership` (MSC4115, stable in
+    /// spec v1.11): after the event for the user's own membership events, otherwise the state
+    /// before it; `leave` when there was none. Cached per state snapshot, as the answer depends
+    /// only on it.
+    pub fn membership_at(
+        &self,
+        user: &UserId,
+        pdu: &Pdu,
+        location: &EventLocation,
+        cache: &mut rustc_hash::FxHashMap<u64, String>,
+    ) -> Result<String> {
+        if pdu.state_key.as_deref() == Some(user.as_str())
+            && pdu.kind.to_string() == "m.room.member"
+        {
+            return Ok(membership_of(Some(pdu.content_value())));
+        }
+        let snapshot = self
+            .timeline
+            .state_hash_before(location.short_event)?
+            .unwrap_or(0);
+        if let Some(membership) = cache.get(&snapshot) {
+            return Ok(membership.clone());
+        }
+        let membership = membership_of(self.state_content_before(
+            location,
+            &StateEventType::RoomMember,
+            user.as_str(),
+        )?);
+        cache.insert(snapshot, membership.clone());
+        Ok(membership)
+    }
+
     /// Whether the room's current history visibility is `world_readable`.
     pub fn is_world_readable(&self, room_id: &RoomId) -> Result<bool> {
         Ok(self
@@ -250,4 +282,14 @@ impl RoomService {
                     == Some("world_readable")
             }))
     }
+}
+
+/// The `membership` of a member event's content (`leave` without one).
+fn membership_of(content: Option<Value>) -> String {
+    content
+        .as_ref()
+        .and_then(|c| c.get("membership"))
+        .and_then(Value::as_str)
+        .unwrap_or("leave")
+        .to_owned()
 }

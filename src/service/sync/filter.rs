@@ -44,11 +44,13 @@ impl SyncFilter {
             })
         };
         Self {
-            timeline_limit: room["timeline"]["limit"]
-                .as_u64()
-                .map_or(DEFAULT_TIMELINE_LIMIT, |l| {
-                    (l as usize).clamp(1, MAX_TIMELINE_LIMIT)
-                }),
+            timeline_limit: room["timeline"]["limit"].as_u64().map_or(
+                DEFAULT_TIMELINE_LIMIT,
+                |l| {
+                    // 0 is allowed: rooms with their state and no events (Synapse too).
+                    (l as usize).min(MAX_TIMELINE_LIMIT)
+                },
+            ),
             timeline: EventFilter::from_json(&room["timeline"]),
             state: EventFilter::from_json(&room["state"]),
             rooms: strings(&room["rooms"]),

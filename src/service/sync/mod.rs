@@ -59,7 +59,17 @@ struct SyncContext<'a> {
     /// The watermark taken when the sync began: the position read up to, and the next token.
     next_batch: u64,
     full_state: bool,
+    /// Rooms carry `state_after`, the state at the end of their timeline, instead of `state`
+    /// (MSC4222, `use_state_after`).
+    use_state_after: bool,
     filter: &'a SyncFilter,
+}
+
+/// How a client asked for its sync, beyond the token and the filter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncOptions {
+    pub full_state: bool,
+    pub use_state_after: bool,
 }
 
 impl Services {
@@ -69,7 +79,7 @@ impl Services {
         &self,
         session: &Session,
         since: Option<u64>,
-        full_state: bool,
+        options: SyncOptions,
         filter: &SyncFilter,
     ) -> Result<SyncResponse> {
         let next_batch = self.db.stream_watermark();
@@ -78,7 +88,8 @@ impl Services {
             session,
             since,
             next_batch,
-            full_state,
+            full_state: options.full_state,
+            use_state_after: options.use_state_after,
             filter,
         };
         let mut body = SyncBody {

@@ -38,6 +38,8 @@ pub(super) struct Timeline {
 pub(super) struct JoinedRoom {
     pub timeline: Timeline,
     pub state: Vec<Arc<CachedEvent>>,
+    /// `state` is the state at the end of the timeline, sent as `state_after` (MSC4222).
+    pub state_after: bool,
     pub summary: Value,
     pub account_data: Vec<Value>,
     pub ephemeral: Vec<Value>,
@@ -50,6 +52,8 @@ pub(super) struct JoinedRoom {
 pub(super) struct LeftRoom {
     pub timeline: Timeline,
     pub state: Vec<Arc<CachedEvent>>,
+    /// As [`JoinedRoom::state_after`].
+    pub state_after: bool,
 }
 
 /// The whole response; each stream's provider writes its fields (see the `sync` module).
@@ -144,7 +148,7 @@ impl Writer {
     fn joined_room(&mut self, room: &JoinedRoom) -> Result<()> {
         self.raw("{\"timeline\":");
         self.timeline(&room.timeline)?;
-        self.raw(",\"state\":");
+        self.raw(state_key(room.state_after));
         self.cached_events(&room.state)?;
         self.raw(",\"summary\":");
         self.value(&room.summary)?;
@@ -156,7 +160,9 @@ impl Writer {
         self.raw(&format!(
             ",\"unread_notifications\":{{\"notification_count\":{notifications},\"highlight_count\":{highlights}}}"
         ));
-        if let Some(threads) = &room.unread_threads {
+        // Left out when no thread has unread events, as Synapse does (Complement's
+        // TestThreadedReceipts checks that a fully read thread disappears).
+        if let Some(threads) = room.unread_threads.as_ref().filter(|t| !t.is_empty()) {
             self.raw(",\"unread_thread_notifications\":");
             self.value(threads)?;
         }
@@ -167,7 +173,7 @@ impl Writer {
     fn left_room(&mut self, room: &LeftRoom) -> Result<()> {
         self.raw("{\"timeline\":");
         self.timeline(&room.timeline)?;
-        self.raw(",\"state\":");
+        self.raw(state_key(room.state_after));
         self.cached_events(&room.state)?;
         self.raw("}");
         Ok(())
@@ -248,6 +254,16 @@ impl SyncBody {
     }
 }
 
+/// The key a room's state goes under: `state` (at the start of the timeline) or, when the
+/// client asked for `use_state_after`, `state_after` (at its end).
+fn state_key(state_after: bool) -> &'static str {
+    if state_after {
+        ",\"state_after\":"
+    } else {
+        ",\"state\":"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +304,7 @@ mod tests {
                 prev_batch: 7,
             },
             state: vec![member_event(1), member_event(2)],
+            state_after: false,
             summary: json!({ "m.joined_member_count": 1 }),
             account_data: vec![],
             ephemeral: vec![json!({ "type": "m.typing" })],
@@ -307,6 +324,7 @@ mod tests {
                         prev_batch: 0,
                     },
                     state: vec![],
+                    state_after: true,
                 },
             )]),
             knock: Map::new(),
@@ -339,12 +357,15 @@ mod tests {
         );
         assert_eq!(room["unread_notifications"]["notification_count"], 3);
         assert_eq!(room["unread_notifications"]["highlight_count"], 1);
-        assert_eq!(room["unread_thread_notifications"], json!({}));
-        assert_eq!(room["ephemeral"]["events"][0]["type"], "m.typing");
-        assert_eq!(
-            parsed["rooms"]["leave"]["!\"odd\":example.org"]["timeline"]["limited"],
-            false
+        assert!(
+            room.get("unread_thread_notifications").is_none(),
+            "no unread thread, no field"
         );
+        assert_eq!(room["ephemeral"]["events"][0]["type"], "m.typing");
+        let left = &parsed["rooms"]["leave"]["!\"odd\":example.org"];
+        assert_eq!(left["timeline"]["limited"], false);
+        assert_eq!(left["state_after"]["events"], json!([]));
+        assert!(left.get("state").is_none(), "state_after replaces state");
         assert_eq!(parsed["to_device"]["events"][0]["type"], "x");
         assert_eq!(parsed["presence"]["events"], json!([]));
         assert_eq!(parsed["rooms"]["invite"], json!({}));

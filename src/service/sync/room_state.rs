@@ -89,33 +89,70 @@ impl SyncContext<'_> {
             .collect())
     }
 
-    /// A joined room's `state`: with `whole` (an initial or full-state sync, or a new join)
-    /// the whole state at the start of the timeline; after a gap (`limited`) what changed
-    /// between position `from` and the start of the timeline; otherwise nothing.
-    pub(super) fn joined_room_state(
+    /// A room's `state` for a timeline of `(from, until]`: with `whole` (an initial or
+    /// full-state sync, or a new join) the whole state at the start of the timeline; after a
+    /// gap (`limited`) what changed between position `from` and the start of the timeline;
+    /// otherwise nothing (the timeline itself carries every change).
+    pub(super) fn room_state(
         &self,
         short_room: u64,
         events: &[Arc<CachedEvent>],
-        from: u64,
+        (from, until): (u64, u64),
         whole: bool,
         limited: bool,
     ) -> Result<Vec<Arc<CachedEvent>>> {
         let senders: FxHashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
         if whole {
-            return self.full_state_at_timeline_start(
-                short_room,
-                events,
-                self.next_batch,
-                &senders,
-            );
+            return self.full_state_at_timeline_start(short_room, events, until, &senders);
         }
         if !limited {
             return Ok(Vec::new());
         }
         // A gap: send what changed between `since` and the start of the timeline.
-        let start_state = self.state_at_timeline_start(short_room, events, self.next_batch)?;
+        let start_state = self.state_at_timeline_start(short_room, events, until)?;
         let before = self.services.rooms.state_map_after(short_room, from)?;
         let changed = start_state
+            .into_iter()
+            .filter(|(key, event)| before.get(key) != Some(event))
+            .map(|(_, event)| event);
+        self.state_events(changed, &senders)
+    }
+
+    /// A room's `state_after` (MSC4222) for a timeline of `(from, until]`: with `whole` the
+    /// whole state at `until`, the end of the timeline; otherwise what changed between
+    /// positions `from` and `until`. Without a gap that is exactly the timeline's state events
+    /// (the newest per key); after one, the two states are compared.
+    pub(super) fn room_state_after(
+        &self,
+        short_room: u64,
+        events: &[Arc<CachedEvent>],
+        (from, until): (u64, u64),
+        whole: bool,
+        limited: bool,
+    ) -> Result<Vec<Arc<CachedEvent>>> {
+        let senders: FxHashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
+        let rooms = &self.services.rooms;
+        if whole {
+            return self.full_state_at_timeline_start(short_room, &[], until, &senders);
+        }
+        if !limited {
+            let mut newest: HashMap<(String, String), &Arc<CachedEvent>> = HashMap::new();
+            for event in events {
+                if let Some(state_key) = &event.pdu.state_key {
+                    newest.insert((event.pdu.kind.to_string(), state_key.clone()), event);
+                }
+            }
+            let mut changed: Vec<Arc<CachedEvent>> = newest
+                .into_values()
+                .filter(|e| self.wanted_state_event(e, &senders))
+                .cloned()
+                .collect();
+            changed.sort_by_key(|e| e.location.count);
+            return Ok(changed);
+        }
+        let end = rooms.state_map_after(short_room, until)?;
+        let before = rooms.state_map_after(short_room, from)?;
+        let changed = end
             .into_iter()
             .filter(|(key, event)| before.get(key) != Some(event))
             .map(|(_, event)| event);

@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 
 use ruma::{RoomId, events::StateEventType};
-use rustc_hash::FxHashSet;
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -63,10 +62,12 @@ pub(super) fn provide(
             "knock" if changed => {
                 body.knock.insert(room_id.to_string(), json!({ "knock_state": { "events": ctx.stripped_state(&room_id, &membership)? } }));
             }
+            // A forgotten room stays out of initial syncs, but a leave newer than the token
+            // still reaches incremental ones: other devices must learn the room was left even
+            // when it is forgotten at once (Synapse; Complement's TestRoomForget).
             "leave" | "ban"
                 if changed
-                    && !membership.forgotten
-                    && (since.is_some() || ctx.filter.include_leave) =>
+                    && (since.is_some() || (ctx.filter.include_leave && !membership.forgotten)) =>
             {
                 if let Some(entry) = ctx.left_room(&room_id, &membership)? {
                     body.leave.insert(room_id.to_string(), entry);
@@ -134,6 +135,7 @@ impl SyncContext<'_> {
         let ephemeral = self.room_ephemeral(room_id)?;
         if since.is_some()
             && events.is_empty()
+            && !limited
             && !full_state
             && !newly_joined
             && account_data.is_empty()
@@ -144,10 +146,16 @@ impl SyncContext<'_> {
         let (unread, unread_threads) =
             self.unread_notifications(room_id, short_room, membership)?;
         let whole = since.is_none() || full_state || newly_joined;
-        let state = self.joined_room_state(short_room, &events, from, whole, limited)?;
+        let span = (from, self.next_batch);
+        let state = if self.use_state_after {
+            self.room_state_after(short_room, &events, span, whole, limited)?
+        } else {
+            self.room_state(short_room, &events, span, whole, limited)?
+        };
         Ok(Some(JoinedRoom {
             timeline: self.timeline_section(events, limited, from, true)?,
             state,
+            state_after: self.use_state_after,
             summary: self.room_summary(room_id, short_room, &record)?,
             account_data,
             ephemeral,
@@ -216,12 +224,20 @@ impl SyncContext<'_> {
         };
         let from = self.since.unwrap_or(0);
         let (events, limited) = self.timeline(short_room, from, membership.count)?;
-        let senders: FxHashSet<String> = events.iter().map(|e| e.pdu.sender.to_string()).collect();
-        let state =
-            self.full_state_at_timeline_start(short_room, &events, membership.count, &senders)?;
+        // Like a joined room's, with the leave as the end: an incremental sync sends only what
+        // changed (nothing, when the timeline holds every change), not the whole state
+        // (Complement's TestLeaveEventVisibility, TestArchivedRoomsHistory).
+        let whole = self.since.is_none() || self.full_state;
+        let span = (from, membership.count);
+        let state = if self.use_state_after {
+            self.room_state_after(short_room, &events, span, whole, limited)?
+        } else {
+            self.room_state(short_room, &events, span, whole, limited)?
+        };
         Ok(Some(LeftRoom {
             timeline: self.timeline_section(events, limited, from, false)?,
             state,
+            state_after: self.use_state_after,
         }))
     }
 

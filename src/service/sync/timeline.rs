@@ -84,8 +84,8 @@ impl SyncContext<'_> {
     }
 
     /// A room's `timeline` section: the events with what `unsigned` adds for the viewer —
-    /// their transaction id on their own events and, with `aggregations` (joined rooms),
-    /// aggregations — and `prev_batch`, just before the first event (`from` with none).
+    /// their membership at the event, their transaction id on their own events and, with
+    /// `aggregations` (joined rooms), aggregations — and `prev_batch`, just before the first event (`from` with none).
     pub(super) fn timeline_section(
         &self,
         events: Vec<Arc<CachedEvent>>,
@@ -98,8 +98,16 @@ impl SyncContext<'_> {
             .first()
             .map_or(from, |e| e.location.count.saturating_sub(1));
         let mut timeline = Vec::with_capacity(events.len());
+        let mut memberships = FxHashMap::default();
         for event in events {
             let mut unsigned = Map::new();
+            let membership = rooms.membership_at(
+                &self.session.user_id,
+                &event.pdu,
+                &event.location,
+                &mut memberships,
+            )?;
+            unsigned.insert("membership".into(), Value::String(membership));
             if let Some(txn) = rooms.transaction_id_for(&event.pdu, &event.location, self.session) {
                 unsigned.insert("transaction_id".into(), Value::String(txn.to_owned()));
             }

@@ -110,8 +110,17 @@ async fn cross_signing_keys_are_checked_shown_and_signed() {
     });
     let (status, body) = upload_signing(&server, &alice, upload_body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // Replacing them does.
+    // Uploading the same keys again (a client retrying) needs none either (MSC3967).
     let (status, body) = upload_signing(&server, &alice, upload_body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Replacing them does, and nothing changes without it.
+    let other = CrossSigning::new();
+    let (status, body) = upload_signing(
+        &server,
+        &alice,
+        json!({ "master_key": cross_signing_key(&alice, "master", &other.master) }),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body["flows"].is_array());
 
