@@ -333,6 +333,13 @@ where
             } else {
                 bytes.as_ref()
             };
+        // `/messages` without `dir` pages backwards, as Synapse does: clients and Complement
+        // leave it out, and ruma would otherwise refuse the request before any check.
+        if std::any::TypeId::of::<T>()
+            == std::any::TypeId::of::<ruma::api::client::message::get_message_events::v3::Request>()
+        {
+            default_query_value(&mut parts, "dir", "b");
+        }
         let http_request = http::Request::from_parts(parts, body);
         let body = T::try_from_http_request(http_request, &args).map_err(parse_error)?;
         Ok(Ruma {
@@ -341,6 +348,19 @@ where
             client_ip,
             raw_body: bytes,
         })
+    }
+}
+
+/// Adds `name=value` to the request's query unless `name` is there already.
+fn default_query_value(parts: &mut Parts, name: &str, value: &str) {
+    let query = parts.uri.query().unwrap_or("");
+    if url_query_value(query, name).is_some() {
+        return;
+    }
+    let separator = if query.is_empty() { "" } else { "&" };
+    let path_and_query = format!("{}?{query}{separator}{name}={value}", parts.uri.path());
+    if let Ok(uri) = http::Uri::builder().path_and_query(path_and_query).build() {
+        parts.uri = uri;
     }
 }
 
