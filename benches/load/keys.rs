@@ -77,6 +77,17 @@ impl Signer {
         }
     }
 
+    /// A cross-signing key: clients name it by its public key (`ed25519:<public key>`), and
+    /// the signatures it makes must carry that name.
+    fn named_by_public_key() -> Self {
+        let der = Ed25519KeyPair::generate();
+        let unnamed = Ed25519KeyPair::from_der(&der, String::new()).expect("key");
+        let public = Base64::<Standard>::new(unnamed.public_key().to_vec()).encode();
+        Signer {
+            pair: Ed25519KeyPair::from_der(&der, public).expect("key"),
+        }
+    }
+
     fn public(&self) -> String {
         Base64::<Standard>::new(self.pair.public_key().to_vec()).encode()
     }
@@ -140,13 +151,13 @@ async fn prepare(
         }
         post(http, url, &session, "/_matrix/client/v3/keys/upload", &body).await?;
         if one_time == 0 {
-            let master = Signer::new("master");
+            let master = Signer::named_by_public_key();
             let master_key = json!({
                 "user_id": session.user_id,
                 "usage": ["master"],
                 "keys": { format!("ed25519:{}", master.public()): master.public() },
             });
-            let self_signing = Signer::new("self");
+            let self_signing = Signer::named_by_public_key();
             let self_key = master.sign(
                 &session.user_id,
                 json!({
