@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    api::{AppState, extract::read_body},
+    api::AppState,
     error::{Error, Result},
     service::users::shared_secret::SharedSecretRequest,
 };
@@ -32,11 +32,7 @@ struct RegisterBody {
 /// `POST`: creates the account if the MAC proves knowledge of the shared secret.
 pub async fn register(State(services): State<AppState>, body: Body) -> Result<Json<Value>> {
     services.registration_shared_secret()?;
-    let bytes = read_body(body, services.config.max_request_size).await?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|_| Error::not_json("Body is not JSON"))?;
-    let body: RegisterBody =
-        serde_json::from_value(value).map_err(|e| Error::bad_json(format!("Invalid body: {e}")))?;
+    let body: RegisterBody = super::read_json(body, services.config.max_request_size).await?;
     let request = SharedSecretRequest {
         nonce: body.nonce,
         username: body.username,

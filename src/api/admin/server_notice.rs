@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{
         AppState,
-        extract::{self, Caller, TokenUse, read_body},
+        extract::{self, Caller, TokenUse},
     },
     error::{Error, Result},
     service::server_notices::ServerNotice,
@@ -71,11 +71,7 @@ async fn send_notice(
             "Only server admins may send server notices",
         ));
     }
-    let bytes = read_body(body, state.config.max_request_size).await?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|_| Error::not_json("Body is not JSON"))?;
-    let body: NoticeBody =
-        serde_json::from_value(value).map_err(|e| Error::bad_json(format!("Invalid body: {e}")))?;
+    let body: NoticeBody = super::read_json(body, state.config.max_request_size).await?;
     let notice = ServerNotice {
         user_id: body.user_id,
         kind: body.kind,

@@ -212,8 +212,8 @@ impl RoomService {
         object: &mut CanonicalJsonObject,
         rules: &RoomVersionRules,
     ) -> Result<OwnedEventId> {
-        if rules.event_format.require_event_id {
-            // Room versions 1 and 2: the event carries a random id of ours, signed with it.
+        // Room versions 1 and 2: the event carries a random id of ours, signed with it.
+        let random_id = if rules.event_format.require_event_id {
             let event_id = EventId::parse(format!(
                 "${}:{}",
                 crate::util::random_alphanumeric(18),
@@ -224,18 +224,10 @@ impl RoomService {
                 "event_id".into(),
                 CanonicalJsonValue::String(event_id.to_string()),
             );
-            ruma::signatures::hash_and_sign_event(
-                self.keys.server_name.as_str(),
-                &self.keys.key_pair,
-                object,
-                &rules.redaction,
-            )
-            .map_err(|e| match e {
-                ruma::signatures::JsonError::PduTooLarge => Error::too_large(MAX_PDU_BYTES),
-                other => Error::internal(format!("signing event: {other}")),
-            })?;
-            return Ok(event_id);
-        }
+            Some(event_id)
+        } else {
+            None
+        };
         ruma::signatures::hash_and_sign_event(
             self.keys.server_name.as_str(),
             &self.keys.key_pair,
@@ -246,6 +238,9 @@ impl RoomService {
             ruma::signatures::JsonError::PduTooLarge => Error::too_large(MAX_PDU_BYTES),
             other => Error::internal(format!("signing event: {other}")),
         })?;
+        if let Some(event_id) = random_id {
+            return Ok(event_id);
+        }
         let hash = ruma::signatures::reference_hash(object, rules).map_err(|e| match e {
             ruma::signatures::JsonError::PduTooLarge => Error::too_large(MAX_PDU_BYTES),
             other => Error::internal(format!("hashing event: {other}")),

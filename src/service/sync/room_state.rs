@@ -110,12 +110,24 @@ impl SyncContext<'_> {
         }
         // A gap: send what changed between `since` and the start of the timeline.
         let start_state = self.state_at_timeline_start(short_room, events, until)?;
+        self.state_changes(short_room, from, start_state, &senders)
+    }
+
+    /// The entries of `state` that differ from the state just after position `from`, as
+    /// [`Self::state_events`] filters them.
+    fn state_changes(
+        &self,
+        short_room: u64,
+        from: u64,
+        state: HashMap<u64, u64>,
+        senders: &FxHashSet<String>,
+    ) -> Result<Vec<Arc<CachedEvent>>> {
         let before = self.services.rooms.state_map_after(short_room, from)?;
-        let changed = start_state
+        let changed = state
             .into_iter()
             .filter(|(key, event)| before.get(key) != Some(event))
             .map(|(_, event)| event);
-        self.state_events(changed, &senders)
+        self.state_events(changed, senders)
     }
 
     /// A room's `state_after` (MSC4222) for a timeline of `(from, until]`: with `whole` the
@@ -151,12 +163,7 @@ impl SyncContext<'_> {
             return Ok(changed);
         }
         let end = rooms.state_map_after(short_room, until)?;
-        let before = rooms.state_map_after(short_room, from)?;
-        let changed = end
-            .into_iter()
-            .filter(|(key, event)| before.get(key) != Some(event))
-            .map(|(_, event)| event);
-        self.state_events(changed, &senders)
+        self.state_changes(short_room, from, end, &senders)
     }
 
     /// Whether a state event passes the state filter and lazy-loading (members only for
