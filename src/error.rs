@@ -164,6 +164,14 @@ impl Error {
             extra: Some(json!({ "current_version": current })),
         }
     }
+    /// A federation request without a valid `X-Matrix` signature.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", message)
+    }
+    /// Another server could not be reached or answered with nonsense.
+    pub fn remote_failure(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_GATEWAY, "M_UNKNOWN", message)
+    }
     pub fn bad_alias(message: impl Into<String>) -> Self {
         Self::matrix(StatusCode::BAD_REQUEST, "M_BAD_ALIAS", message)
     }

@@ -64,6 +64,8 @@ pub struct RunningServer {
     push_task: JoinHandle<()>,
     /// Wakes syncs for E2EE key changes.
     key_change_task: JoinHandle<()>,
+    /// Delivers the outgoing federation queue.
+    federation_sender_task: JoinHandle<()>,
     notification_sweep_task: JoinHandle<()>,
     db: Db,
 }
@@ -139,6 +141,8 @@ impl Server {
         ));
         let key_change_task =
             tokio::spawn(service::e2ee::changes::run_waker(Arc::downgrade(&services)));
+        let federation_sender_task =
+            tokio::spawn(service::federation::sender::run(Arc::downgrade(&services)));
 
         let (stop, mut stopped) = watch::channel(false);
         let app = api::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -166,7 +170,7 @@ impl Server {
                 let task = tokio::spawn(listener::serve(
                     listener,
                     tls,
-                    api::federation::router(),
+                    api::federation::router(services.clone()),
                     stop.subscribe(),
                 ));
                 (Some(local), Some(task))
@@ -185,6 +189,7 @@ impl Server {
             presence_task,
             push_task,
             key_change_task,
+            federation_sender_task,
             notification_sweep_task,
             db,
         })
@@ -227,6 +232,8 @@ impl RunningServer {
         let _ = self.push_task.await;
         self.key_change_task.abort();
         let _ = self.key_change_task.await;
+        self.federation_sender_task.abort();
+        let _ = self.federation_sender_task.await;
         self.notification_sweep_task.abort();
         let _ = self.notification_sweep_task.await;
         if tokio::time::timeout(SHUTDOWN_GRACE, self.http_task)

@@ -27,6 +27,8 @@ pub enum TokenUse {
     Required,
     Optional,
     Ignored,
+    /// A federation request: signed with `X-Matrix` by the calling server.
+    ServerSignature,
 }
 
 /// Maps ruma's authentication schemes onto [`TokenUse`].
@@ -52,6 +54,9 @@ impl AuthRequirement for NoAuthentication {
 impl AuthRequirement for NoAccessToken {
     const TOKEN: TokenUse = TokenUse::Ignored;
 }
+impl AuthRequirement for ruma::api::federation::authentication::ServerSignatures {
+    const TOKEN: TokenUse = TokenUse::ServerSignature;
+}
 
 /// Who sent a request. Federation adds `Server` (X-Matrix signatures) and application
 /// services add `Appservice`; each is checked before a handler runs.
@@ -61,6 +66,8 @@ pub enum Caller {
     Anonymous,
     /// A local user's device, by access token.
     User(Session),
+    /// Another homeserver, by its `X-Matrix` signature.
+    Server(ruma::OwnedServerName),
 }
 
 /// A parsed ruma request plus who sent it.
@@ -91,7 +98,15 @@ impl<T> Ruma<T> {
     pub fn session(&self) -> Result<&Session, Error> {
         match &self.caller {
             Caller::User(session) => Ok(session),
-            Caller::Anonymous => Err(Error::missing_token()),
+            Caller::Anonymous | Caller::Server(_) => Err(Error::missing_token()),
+        }
+    }
+
+    /// The server that signed a federation request.
+    pub fn origin(&self) -> Result<&ruma::ServerName, Error> {
+        match &self.caller {
+            Caller::Server(origin) => Ok(origin),
+            _ => Err(Error::unauthorized("Federation requests must be signed")),
         }
     }
 }
@@ -279,6 +294,8 @@ pub async fn authenticate(
 ) -> Result<Caller, Error> {
     Ok(match (token_use, access_token(parts)) {
         (TokenUse::Ignored, _) => Caller::Anonymous,
+        // Checked with the body, in `Ruma::from_request`.
+        (TokenUse::ServerSignature, _) => Caller::Anonymous,
         (TokenUse::Required, None) => return Err(Error::missing_token()),
         (TokenUse::Optional, None) => Caller::Anonymous,
         (_, Some(token)) => {
@@ -290,6 +307,24 @@ pub async fn authenticate(
             Caller::User(session)
         }
     })
+}
+
+/// The server that signed a federation request (see `FederationService::authenticate`).
+async fn authenticate_server(
+    parts: &Parts,
+    body: &[u8],
+    state: &AppState,
+) -> Result<ruma::OwnedServerName, Error> {
+    let mut request = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone());
+    if let Some(headers) = request.headers_mut() {
+        *headers = parts.headers.clone();
+    }
+    let request = request
+        .body(body)
+        .map_err(|e| Error::bad_json(format!("Unreadable request: {e}")))?;
+    state.federation.authenticate(&request).await
 }
 
 impl<T> FromRequest<AppState> for Ruma<T>
@@ -314,7 +349,12 @@ where
         // that is not JSON is `M_NOT_JSON` whoever sends it.
         check_is_json(&bytes)?;
         check_nesting(&bytes)?;
-        let caller = authenticate(&parts, state, T::Authentication::TOKEN).await?;
+        let caller = match T::Authentication::TOKEN {
+            TokenUse::ServerSignature => {
+                Caller::Server(authenticate_server(&parts, &bytes, state).await?)
+            }
+            token_use => authenticate(&parts, state, token_use).await?,
+        };
         check_before_ruma::<T>(&bytes)?;
         let mut args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         // Routes registered without their trailing `{state_key}` mean the empty state key.

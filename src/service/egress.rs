@@ -13,7 +13,9 @@ use std::{
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use ruma::{OwnedServerName, ServerName};
 
-use crate::{config::FederationConfig, error::Error, listener};
+use crate::{
+    config::FederationConfig, error::Error, listener, service::federation::discovery::Overrides,
+};
 
 /// Longest an outgoing federation request may take, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,6 +26,8 @@ pub struct Egress {
     client: reqwest::Client,
     resolve: Arc<BTreeMap<OwnedServerName, SocketAddr>>,
     allow_private: bool,
+    /// Hosts sent to SRV targets by server discovery.
+    pub overrides: Arc<Overrides>,
 }
 
 impl Egress {
@@ -33,12 +37,14 @@ impl Egress {
                 .resolve_table()
                 .map_err(|e| Error::internal(e.to_string()))?,
         );
+        let overrides = Arc::new(Overrides::default());
         let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(PolicyResolver {
                 resolve: resolve.clone(),
+                overrides: Some(overrides.clone()),
                 allow_private: config.allow_private_addresses,
             }));
         for file in &config.trusted_ca_files {
@@ -61,12 +67,21 @@ impl Egress {
             client,
             resolve,
             allow_private: config.allow_private_addresses,
+            overrides,
         })
     }
 
     /// The HTTP client every outgoing federation request uses.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The static table by server name.
+    pub fn static_table(&self) -> std::collections::HashMap<String, SocketAddr> {
+        self.resolve
+            .iter()
+            .map(|(name, addr)| (name.to_string(), *addr))
+            .collect()
     }
 
     /// Where the static table sends `server`, if it names it.
@@ -85,6 +100,7 @@ impl Egress {
 /// policy forbids.
 pub struct PolicyResolver {
     resolve: Arc<BTreeMap<OwnedServerName, SocketAddr>>,
+    overrides: Option<Arc<Overrides>>,
     allow_private: bool,
 }
 
@@ -93,6 +109,7 @@ impl PolicyResolver {
     pub fn new(allow_private: bool) -> Self {
         Self {
             resolve: Arc::default(),
+            overrides: None,
             allow_private,
         }
     }
@@ -101,12 +118,17 @@ impl PolicyResolver {
 impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
-        let pinned: Vec<SocketAddr> = self
+        let mut pinned: Vec<SocketAddr> = self
             .resolve
             .iter()
             .filter(|(server, _)| server.host() == host)
             .map(|(_, addr)| *addr)
             .collect();
+        if pinned.is_empty()
+            && let Some(srv_target) = self.overrides.as_ref().and_then(|o| o.get(&host))
+        {
+            pinned = srv_target;
+        }
         let allow_private = self.allow_private;
         Box::pin(async move {
             let found: Vec<SocketAddr> = if pinned.is_empty() {

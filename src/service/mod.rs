@@ -5,6 +5,7 @@ pub mod cache;
 pub mod e2ee;
 pub mod egress;
 pub mod ephemeral;
+pub mod federation;
 pub mod keyed_locks;
 pub mod media;
 pub mod notifier;
@@ -52,6 +53,8 @@ pub struct Services {
     pub to_device: to_device::ToDeviceService,
     pub presence: presence::PresenceService,
     pub egress: egress::Egress,
+    /// Other servers: keys, requests, the outgoing queue.
+    pub federation: federation::FederationService,
     pub push: Arc<push::PushService>,
     pub e2ee: Arc<e2ee::E2eeService>,
     pub media: Arc<media::MediaService>,
@@ -69,14 +72,23 @@ impl Services {
         let e2ee = e2ee::E2eeService::new(&db);
         let device_hooks: Vec<Arc<dyn sessions::DeviceHook>> =
             vec![push.pushers.clone(), e2ee.clone()];
+        let egress = egress::Egress::new(&config.federation)?;
+        let outbound = Arc::new(federation::queue::OutboundQueue::new(&db));
         Ok(Self {
             media: media::MediaService::new(db.clone(), &config)?,
-            egress: egress::Egress::new(&config.federation)?,
+            federation: federation::FederationService::new(
+                &db,
+                &egress,
+                keys.clone(),
+                outbound.clone(),
+            ),
+            egress,
             rooms: rooms::RoomService::new(
                 db.clone(),
                 keys.clone(),
                 notifier.clone(),
                 push.clone(),
+                outbound,
                 config.storage.event_cache_entries,
             ),
             aliases: rooms::aliases::AliasService::new(db.clone()),

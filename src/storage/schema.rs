@@ -209,6 +209,12 @@ column_families! {
     MediaThumbnails => "media_thumbnails",
     /// Cached URL previews. Key: the URL. Value: `service::media::PreviewRecord`.
     MediaPreviews => "media_previews",
+    /// Other servers' signing keys. Key: server name. Value:
+    /// `service::federation::keys::StoredServerKeys`.
+    RemoteServerKeys => "remote_server_keys",
+    /// Events waiting for delivery to another server. Key: destination server name ‖ 0xFF ‖
+    /// the event's stream position (u64 BE). Value: event id string.
+    FederationQueue => "federation_queue",
 }
 
 /// Every table with its key and value types (layouts in [`Cf`]'s documentation).
@@ -220,6 +226,7 @@ pub mod tables {
         account_data::AccountDataRecord,
         e2ee::{FallbackKey, StoredOneTimeKey, backup::BackupVersion},
         ephemeral::{ReceiptRecord, to_device::ToDeviceMessage},
+        federation::keys::StoredServerKeys,
         media::{BlobRecord, MediaRecord, PendingRecord, PreviewRecord, ThumbnailRecord},
         push::{
             gateway::PushJob,
@@ -310,6 +317,8 @@ pub mod tables {
         MEDIA_BLOBS: MediaBlobs => [u8; 32] => BlobRecord,
         MEDIA_THUMBNAILS: MediaThumbnails => Pair => ThumbnailRecord,
         MEDIA_PREVIEWS: MediaPreviews => String => PreviewRecord,
+        REMOTE_SERVER_KEYS: RemoteServerKeys => String => StoredServerKeys,
+        FEDERATION_QUEUE: FederationQueue => (String, u64) => String,
     }
 
     #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The federation listener: HTTPS with a certificate from a test CA (or plain HTTP without
-//! one), answering every federation path with 404 M_UNRECOGNIZED.
+//! one), serving the federation routes and 404 M_UNRECOGNIZED for the rest.
 
 use std::{net::SocketAddr, path::Path};
 
@@ -50,7 +50,7 @@ async fn assert_unrecognized(response: reqwest::Response) {
 }
 
 #[tokio::test]
-async fn tls_listener_answers_every_federation_path_with_unrecognized() {
+async fn tls_listener_serves_federation_over_https() {
     let (_server, ca_pem, addr) = start_with_tls().await;
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
@@ -63,20 +63,32 @@ async fn tls_listener_answers_every_federation_path_with_unrecognized() {
         .send()
         .await
         .unwrap();
-    assert_unrecognized(version).await;
+    assert_eq!(version.status(), 200);
+    let keys = client
+        .get(format!("{base}/_matrix/key/v2/server"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.status(), 200);
+    // Without an X-Matrix signature, a transaction is refused.
     let send = client
         .put(format!("{base}/_matrix/federation/v1/send/txn1"))
         .json(&serde_json::json!({"pdus": [], "edus": []}))
         .send()
         .await
         .unwrap();
-    assert_unrecognized(send).await;
-    let keys = client
-        .get(format!("{base}/_matrix/key/v2/server"))
+    assert_eq!(send.status(), 401);
+    let body: Value = send.json().await.unwrap();
+    assert_eq!(body["errcode"], "M_UNAUTHORIZED", "{body}");
+    // What is not served yet answers the spec's unrecognized error.
+    let profile = client
+        .get(format!(
+            "{base}/_matrix/federation/v1/query/profile?user_id=@a:hs1"
+        ))
         .send()
         .await
         .unwrap();
-    assert_unrecognized(keys).await;
+    assert_unrecognized(profile).await;
 }
 
 #[tokio::test]

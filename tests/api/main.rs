@@ -14,6 +14,7 @@ mod e2ee;
 mod ephemeral;
 mod errors;
 mod federation;
+mod federation_rooms;
 mod hostile;
 mod login;
 mod media;

@@ -83,12 +83,12 @@ pub async fn join_by_id_or_alias(
     let user = request.session()?.user_id.clone();
     let content = request.json_object()?;
     let body = request.body;
+    let target = body.room_id_or_alias.clone();
     let room_id = services
-        .blocking(move |s| {
-            let room_id = s.resolve_room_or_alias(&body.room_id_or_alias)?;
-            s.join_with_content(&user, &room_id, body.reason, content)?;
-            Ok(room_id)
-        })
+        .blocking(move |s| s.resolve_room_or_alias(&target))
+        .await?;
+    services
+        .join_anywhere(&user, &room_id, &body.via, body.reason, content)
         .await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
@@ -102,9 +102,8 @@ pub async fn join_by_id(
     let content = request.json_object()?;
     let room_id = request.body.room_id.clone();
     let reason = request.body.reason;
-    let joined = room_id.clone();
     services
-        .blocking(move |s| s.join_with_content(&user, &joined, reason, content))
+        .join_anywhere(&user, &room_id, &[], reason, content)
         .await?;
     Ok(Json(json!({ "room_id": room_id })))
 }

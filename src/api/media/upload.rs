@@ -98,7 +98,7 @@ async fn upload_to_reserved(state: AppState, request: Request) -> Result<Respons
 async fn uploader(parts: &Parts, state: &AppState) -> Result<String, Error> {
     match extract::authenticate(parts, state, TokenUse::Required).await? {
         Caller::User(session) => Ok(session.user_id.to_string()),
-        Caller::Anonymous => Err(Error::missing_token()),
+        Caller::Anonymous | Caller::Server(_) => Err(Error::missing_token()),
     }
 }
 

@@ -65,20 +65,14 @@ impl RoomService {
             self.prepare_local_redaction(room_id, sender, &rules, &mut new)?;
         }
         let content = serde_json::value::to_raw_value(&new.content).map_err(Error::internal)?;
-        let auth_types = ruma::state_res::auth_types_for_event(
+        let auth_events = self.auth_events_for(
+            short_room,
+            &rules,
             &new.kind,
             sender,
             new.state_key.as_deref(),
             &content,
-            &rules.authorization,
-        )
-        .map_err(Error::bad_json)?;
-        let mut auth_events = Vec::new();
-        for (event_type, state_key) in &auth_types {
-            if let Some(pdu) = self.state_event_in(short_room, None, event_type, state_key)? {
-                auth_events.push(pdu.event_id);
-            }
-        }
+        )?;
         let mut object = self.build_object(
             Some(room_id),
             sender,
@@ -101,7 +95,53 @@ impl RoomService {
             state_before,
             txn: new.txn.map(|txn| (txn.device_id, txn.txn_id)),
             txn_key: txn_key.as_deref(),
+            relay: false,
         })
+    }
+
+    /// Signs an event made from another server's template (a join through `make_join`) and
+    /// returns its id. Blocking.
+    pub fn sign_template(
+        &self,
+        object: &mut CanonicalJsonObject,
+        rules: &RoomVersionRules,
+    ) -> Result<OwnedEventId> {
+        object.remove("event_id");
+        object.remove("signatures");
+        object.remove("hashes");
+        object.remove("unsigned");
+        object.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::new(now_millis() as i64).unwrap_or_default()),
+        );
+        self.sign_and_id(object, rules)
+    }
+
+    /// The auth events a new event of this kind needs from the current state of the room.
+    pub fn auth_events_for(
+        &self,
+        short_room: u64,
+        rules: &RoomVersionRules,
+        kind: &TimelineEventType,
+        sender: &UserId,
+        state_key: Option<&str>,
+        content: &serde_json::value::RawValue,
+    ) -> Result<Vec<OwnedEventId>> {
+        let auth_types = ruma::state_res::auth_types_for_event(
+            kind,
+            sender,
+            state_key,
+            content,
+            &rules.authorization,
+        )
+        .map_err(Error::bad_json)?;
+        let mut auth_events = Vec::new();
+        for (event_type, state_key) in &auth_types {
+            if let Some(pdu) = self.state_event_in(short_room, None, event_type, state_key)? {
+                auth_events.push(pdu.event_id);
+            }
+        }
+        Ok(auth_events)
     }
 
     /// The current state event that `new` would only repeat: same type, state key, sender and
@@ -128,7 +168,7 @@ impl RoomService {
 
     /// The unsigned JSON object of a new event, without hashes and signatures.
     #[allow(clippy::too_many_arguments)]
-    fn build_object(
+    pub(super) fn build_object(
         &self,
         room_id: Option<&RoomId>,
         sender: &UserId,
@@ -198,7 +238,7 @@ impl RoomService {
             .ok_or_else(|| Error::internal(format!("referenced event {event_id} is missing")))?;
         let raw = self
             .timeline
-            .raw_at(location.short_room, location.count)?
+            .raw_of(&location)?
             .ok_or_else(|| Error::internal(format!("referenced event {event_id} is missing")))?;
         let object: CanonicalJsonObject =
             serde_json::from_str(raw.get()).map_err(Error::internal)?;
@@ -317,6 +357,7 @@ impl RoomService {
             state_before: 0,
             txn: None,
             txn_key: None,
+            relay: false,
         })
     }
 }

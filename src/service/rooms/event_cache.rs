@@ -219,7 +219,7 @@ impl Timeline {
         location: EventLocation,
         epoch: u64,
     ) -> Result<Option<Arc<CachedEvent>>> {
-        let Some(pdu) = self.pdu_at(location.short_room, location.count)? else {
+        let Some(pdu) = self.pdu_of(&location)? else {
             return Ok(None);
         };
         let short_event = location.short_event;
@@ -292,6 +292,7 @@ mod tests {
             short_room: 1,
             count: short_event,
             txn: None,
+            outlier: false,
         }
     }
 

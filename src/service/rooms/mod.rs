@@ -23,6 +23,7 @@ pub mod recent;
 pub mod redaction;
 pub mod registry;
 pub mod relations;
+pub mod remote;
 pub mod search;
 pub mod state;
 pub mod timeline;
@@ -128,6 +129,10 @@ pub struct RoomService {
     room_locks: crate::service::keyed_locks::KeyedLocks<OwnedRoomId>,
     /// Local members and their display names per room, for push evaluation.
     push_recipients_cache: push_index::RecipientCache,
+    /// Events on their way to other servers.
+    pub outbound: Arc<crate::service::federation::queue::OutboundQueue>,
+    /// Per room: the other servers with joined members (dropped on every member event).
+    room_servers: std::sync::Mutex<std::collections::HashMap<u64, Arc<Vec<ruma::OwnedServerName>>>>,
 }
 
 /// Looks up a room's rules, refusing versions ruma cannot handle.
@@ -143,6 +148,7 @@ impl RoomService {
         keys: Arc<ServerKeys>,
         notifier: Arc<crate::service::notifier::Notifier>,
         push: Arc<crate::service::push::PushService>,
+        outbound: Arc<crate::service::federation::queue::OutboundQueue>,
         event_cache_entries: usize,
     ) -> Self {
         Self {
@@ -156,6 +162,8 @@ impl RoomService {
             notifier,
             room_locks: Default::default(),
             push_recipients_cache: Default::default(),
+            outbound,
+            room_servers: Default::default(),
             keys,
             db,
         }

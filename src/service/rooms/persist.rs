@@ -21,6 +21,7 @@ impl RoomService {
             state_before,
             txn,
             txn_key,
+            relay,
         } = event;
         // The snapshot the stored members and state are at (this event's changes are not).
         let stored_state = room.state_hash;
@@ -56,6 +57,7 @@ impl RoomService {
             short_room,
             count,
             txn,
+            outlier: false,
         };
         room.extremities = extremities_after(&room.extremities, &stored);
         room.depth = stored.depth.into();
@@ -75,12 +77,18 @@ impl RoomService {
         self.timeline
             .index(&mut batch, &stored, json, &location, state_before, txn_key);
         self.registry.index(&mut batch, short_room, &room);
+        let destinations =
+            self.queue_for_federation(&mut batch, &stored, short_room, count, relay)?;
         self.db.write(batch)?;
         drop(short_key_guard);
         self.after_write(&stored, room, &location, redacted);
         drop(stream);
         if pushed.queued > 0 {
             self.push.queue.wake();
+        }
+        if !destinations.is_empty() {
+            self.outbound
+                .mark(destinations.iter().map(ToString::to_string));
         }
         self.wake_room(&stored)?;
         Ok(stored)
@@ -95,6 +103,9 @@ impl RoomService {
         location: &EventLocation,
         redacted: Option<u64>,
     ) {
+        if stored.kind == ruma::events::TimelineEventType::RoomMember {
+            self.forget_room_servers(location.short_room);
+        }
         if let Some((_, parent)) = super::relations::relation_of(stored) {
             self.relation_index.invalidate(&parent);
         }

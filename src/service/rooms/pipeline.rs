@@ -34,6 +34,9 @@ pub(super) struct Accepted<'a> {
     /// `(device id, transaction id)` of a local client's send.
     pub txn: Option<(String, String)>,
     pub txn_key: Option<&'a str>,
+    /// Send the event on to the other servers in the room although it is not ours (a join
+    /// that came in through `send_join`).
+    pub relay: bool,
 }
 
 impl RoomService {
@@ -45,6 +48,19 @@ impl RoomService {
             Some(event.state_before).filter(|hash| *hash != 0 && *hash != event.room.state_hash);
         self.authorize(event.rules, &event.pdu, event.short_room, snapshot)?;
         self.persist(event)
+    }
+
+    /// Whether the current state of the room would allow `pdu` (a join template we are about
+    /// to hand to another server, for one).
+    pub fn current_state_allows(&self, short_room: u64, pdu: &Pdu) -> Result<()> {
+        let rules = super::rules_for(
+            &self
+                .registry
+                .record(short_room)?
+                .ok_or_else(|| Error::not_found("Unknown room"))?
+                .version,
+        )?;
+        self.authorize(&rules, pdu, short_room, None)
     }
 
     /// Checks the event against its auth events and against the state it applies to

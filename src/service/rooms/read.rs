@@ -101,10 +101,7 @@ impl RoomService {
         self.ensure_may_read(&session.user_id, room_id)?;
         let not_found = || Error::not_found("Event not found");
         let location = self.timeline.location(event_id)?.ok_or_else(not_found)?;
-        let pdu = self
-            .timeline
-            .pdu_at(location.short_room, location.count)?
-            .ok_or_else(not_found)?;
+        let pdu = self.timeline.pdu_of(&location)?.ok_or_else(not_found)?;
         if pdu.room_id != room_id || !self.user_can_see(&session.user_id, &pdu, &location)? {
             return Err(not_found());
         }

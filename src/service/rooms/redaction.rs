@@ -111,7 +111,7 @@ impl RoomService {
         if location.short_room != short_room {
             return Ok(None);
         }
-        let Some(raw) = self.timeline.raw_at(location.short_room, location.count)? else {
+        let Some(raw) = self.timeline.raw_of(&location)? else {
             return Ok(None);
         };
         let target_event = Pdu::from_raw(&raw)?;

@@ -70,6 +70,14 @@ impl RoomRegistry {
         Ok(Some((short, record)))
     }
 
+    /// The record of a room by its short id.
+    pub fn record(&self, short_room: u64) -> Result<Option<RoomRecord>> {
+        if let Some(record) = self.records.get(&short_room).value {
+            return Ok(Some((*record).clone()));
+        }
+        Ok(self.rooms.get(&short_room)?)
+    }
+
     /// The short id of a known room.
     pub fn short_room(&self, room_id: &RoomId) -> Result<Option<u64>> {
         Ok(self

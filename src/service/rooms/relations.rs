@@ -247,7 +247,7 @@ impl RoomService {
             let Some(location) = self.timeline.location(&relation.child)? else {
                 continue;
             };
-            let Some(pdu) = self.timeline.pdu_at(location.short_room, location.count)? else {
+            let Some(pdu) = self.timeline.pdu_of(&location)? else {
                 continue;
             };
             if self.user_can_see(&session.user_id, &pdu, &location)? {
@@ -284,7 +284,7 @@ impl RoomService {
             let Some(location) = self.timeline.location(&root)? else {
                 continue;
             };
-            let Some(pdu) = self.timeline.pdu_at(location.short_room, location.count)? else {
+            let Some(pdu) = self.timeline.pdu_of(&location)? else {
                 continue;
             };
             let participated =

@@ -110,6 +110,45 @@ impl StateStore {
         Ok((short, Some(guard)))
     }
 
+    /// [`StateStore::short_state_key_in`] for many pairs at once: the lock is taken once for
+    /// all the new keys, and the guard must be held until `batch` is written.
+    pub fn short_state_keys_in(
+        &self,
+        batch: &mut Batch,
+        pairs: &[(String, String)],
+    ) -> Result<(Vec<u64>, Option<NewShortKeyGuard<'_>>)> {
+        let mut shorts = Vec::with_capacity(pairs.len());
+        let mut guard = None;
+        let mut assigned: HashMap<&(String, String), u64> = HashMap::new();
+        for pair in pairs {
+            if let Some(short) = self.short_state_key(&pair.0, &pair.1)? {
+                shorts.push(short);
+                continue;
+            }
+            if guard.is_none() {
+                guard = Some(
+                    self.short_key_lock
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+            }
+            if let Some(short) = assigned.get(pair) {
+                shorts.push(*short);
+                continue;
+            }
+            if let Some(short) = self.short_by_key.get(pair)? {
+                shorts.push(short);
+                continue;
+            }
+            let short = self.db.next_count()?;
+            self.short_by_key.put(batch, pair, &short);
+            self.key_by_short.put(batch, &short, pair);
+            assigned.insert(pair, short);
+            shorts.push(short);
+        }
+        Ok((shorts, guard))
+    }
+
     /// `(event type, state key)` of a short state key.
     pub fn state_key_of(&self, short: u64) -> Result<Option<(StateEventType, String)>> {
         Ok(self

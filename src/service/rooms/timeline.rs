@@ -38,6 +38,25 @@ pub struct EventLocation {
     /// `(device id, transaction id)` when a local client sent it with a txn id.
     #[serde(default)]
     pub txn: Option<(String, String)>,
+    /// An event known only as part of a room's state or auth chain (received from another
+    /// server when joining): stored outside the timeline, at [`EventLocation::row`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outlier: bool,
+}
+
+/// Outliers live in the events table under their room's short id with this bit set, so no
+/// timeline scan of the room ever meets them.
+const OUTLIER_ROWS: u64 = 1 << 63;
+
+impl EventLocation {
+    /// The event's key in the events table.
+    pub fn row(&self) -> (u64, u64) {
+        if self.outlier {
+            (self.short_room | OUTLIER_ROWS, self.count)
+        } else {
+            (self.short_room, self.count)
+        }
+    }
 }
 
 /// A raw timeline row: ((short room id, position), the stored event's JSON bytes).
@@ -121,10 +140,24 @@ impl Timeline {
         }
     }
 
+    /// Writes an outlier (see [`EventLocation::outlier`]): the event and its id indexes, no
+    /// timeline position and no state before it.
+    pub(super) fn index_outlier(
+        &self,
+        batch: &mut Batch,
+        event_id: &str,
+        json: &RawValue,
+        location: &EventLocation,
+    ) {
+        self.pdus.put(batch, &location.row(), &json.to_owned());
+        self.events.put(batch, &event_id.to_owned(), location);
+        self.event_ids
+            .put(batch, &location.short_event, &event_id.to_owned());
+    }
+
     /// Replaces a stored event by a new form of it (its redaction) in `batch`.
     pub(super) fn rewrite(&self, batch: &mut Batch, location: &EventLocation, json: Box<RawValue>) {
-        self.pdus
-            .put(batch, &(location.short_room, location.count), &json);
+        self.pdus.put(batch, &location.row(), &json);
     }
 
     /// What follows a written event in memory, once its batch has landed (never before: see
@@ -162,6 +195,19 @@ impl Timeline {
     /// The stored JSON of the event at a timeline position.
     pub(super) fn raw_at(&self, short_room: u64, count: u64) -> Result<Option<Box<RawValue>>> {
         Ok(self.pdus.get(&(short_room, count))?)
+    }
+
+    /// The stored JSON of the event at `location` (timeline event or outlier).
+    pub(super) fn raw_of(&self, location: &EventLocation) -> Result<Option<Box<RawValue>>> {
+        Ok(self.pdus.get(&location.row())?)
+    }
+
+    /// The event at `location` (timeline event or outlier).
+    pub fn pdu_of(&self, location: &EventLocation) -> Result<Option<Pdu>> {
+        match self.raw_of(location)? {
+            Some(raw) => Ok(Some(Pdu::from_raw(&raw)?)),
+            None => Ok(None),
+        }
     }
 
     /// An event by its timeline position.

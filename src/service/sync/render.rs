@@ -287,6 +287,7 @@ mod tests {
             short_room: 1,
             count: n,
             txn: None,
+            outlier: false,
         };
         Arc::new(CachedEvent::new(pdu, location).unwrap())
     }

@@ -1,0 +1,304 @@
+//! Two Hearths federating on loopback, with TLS from a test CA: server keys, signed
+//! requests, joins through another server, and messages both ways.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, TestUser, assert_error, create_room, send_text};
+
+/// A CA, and a certificate signed by it for each name; returns the CA's PEM file.
+fn mint(dir: &Path, names: &[&str]) -> std::path::PathBuf {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "hearth federation test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    for name in names {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![(*name).to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    ca_file
+}
+
+/// A free loopback port (bound, then released for the server to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two servers, `hs1` and `hs2`, that trust the same CA and find each other through their
+/// static resolution tables.
+pub struct Pair {
+    pub hs1: TestServer,
+    pub hs2: TestServer,
+    _certs: tempfile::TempDir,
+}
+
+pub async fn pair() -> Pair {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = mint(certs.path(), &["hs1", "hs2"]);
+    let ports = [free_port(), free_port()];
+    let start = |name: &'static str, own: u16, peer: (&'static str, u16)| {
+        let certs = certs.path().to_owned();
+        let ca = ca.clone();
+        TestServer::start_with(move |config| {
+            config.server_name = name.to_owned();
+            config.federation.enabled = true;
+            config.federation.port = own;
+            config.federation.tls_certificate = Some(certs.join(format!("{name}.crt")));
+            config.federation.tls_private_key = Some(certs.join(format!("{name}.key")));
+            config.federation.trusted_ca_files = vec![ca];
+            config.federation.allow_private_addresses = true;
+            config
+                .federation
+                .resolve
+                .insert(peer.0.to_owned(), format!("127.0.0.1:{}", peer.1));
+        })
+    };
+    let hs1 = start("hs1", ports[0], ("hs2", ports[1])).await;
+    let hs2 = start("hs2", ports[1], ("hs1", ports[0])).await;
+    Pair {
+        hs1,
+        hs2,
+        _certs: certs,
+    }
+}
+
+/// Syncs `user` until `found` accepts the response (bounded: 20 s).
+async fn sync_until(
+    server: &TestServer,
+    user: &TestUser,
+    what: &str,
+    found: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut since: Option<String> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let path = match &since {
+            Some(since) => format!("/_matrix/client/v3/sync?timeout=1000&since={since}"),
+            None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+        };
+        let (status, body) = server.get(&path, Some(&user.token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if found(&body) {
+            return body;
+        }
+        since = body["next_batch"].as_str().map(str::to_owned);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not seen in 20 s of syncing"
+        );
+    }
+}
+
+fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn members(server: &TestServer, user: &TestUser, room: &str) -> Vec<String> {
+    let (status, body) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/joined_members"),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut members: Vec<String> = body["joined"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    members.sort();
+    members
+}
+
+#[tokio::test]
+async fn a_user_joins_a_room_on_another_server_and_both_sides_talk() {
+    let pair = pair().await;
+    let alice = pair.hs1.register("alice", "password-alice").await;
+    let bob = pair.hs2.register("bob", "password-bob").await;
+    let room = create_room(
+        &pair.hs1,
+        &alice,
+        json!({ "preset": "public_chat", "name": "Across" }),
+    )
+    .await;
+    send_text(&pair.hs1, &alice, &room, "t1", "before bob").await;
+
+    let (status, body) = pair
+        .hs2
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?server_name=hs1"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "remote join: {body}");
+    assert_eq!(body["room_id"], room);
+
+    // Bob's server holds the room's state: its name and both members.
+    let (status, name) = pair
+        .hs2
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "Across");
+    let both = vec![alice.user_id.clone(), bob.user_id.clone()];
+    assert_eq!(members(&pair.hs2, &bob, &room).await, both);
+    // And Alice's server accepted the join.
+    assert_eq!(members(&pair.hs1, &alice, &room).await, both);
+
+    // Alice → Bob through hs1's outgoing queue and hs2's /send.
+    send_text(&pair.hs1, &alice, &room, "t2", "hello bob").await;
+    sync_until(&pair.hs2, &bob, "alice's message on hs2", |sync| {
+        timeline_bodies(sync, &room).contains(&"hello bob".to_owned())
+    })
+    .await;
+    // Bob → Alice.
+    send_text(&pair.hs2, &bob, &room, "t1", "hello alice").await;
+    let seen = sync_until(&pair.hs1, &alice, "bob's message on hs1", |sync| {
+        timeline_bodies(sync, &room).contains(&"hello alice".to_owned())
+    })
+    .await;
+    let event = seen["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["content"]["body"] == "hello alice")
+        .unwrap()
+        .clone();
+    assert_eq!(event["sender"], bob.user_id);
+
+    // State changes cross too: Bob's server sees Alice's new topic.
+    let (status, _) = pair
+        .hs1
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"),
+            Some(&alice.token),
+            json!({ "topic": "federated" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sync_until(&pair.hs2, &bob, "the topic on hs2", |sync| {
+        sync["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["content"]["topic"] == "federated"))
+    })
+    .await;
+    let (_, topic) = pair
+        .hs2
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic"),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(topic["topic"], "federated");
+}
+
+#[tokio::test]
+async fn server_keys_are_published_signed_and_requests_must_be_signed() {
+    let pair = pair().await;
+    let addr: SocketAddr = pair.hs1.federation_addr().unwrap();
+    let ca = std::fs::read(pair._certs.path().join("ca.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve("hs1", addr)
+        .build()
+        .unwrap();
+    let base = format!("https://hs1:{}", addr.port());
+    let keys: Value = client
+        .get(format!("{base}/_matrix/key/v2/server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["server_name"], "hs1");
+    let key_id = keys["verify_keys"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    assert!(keys["signatures"]["hs1"][&key_id].is_string(), "{keys}");
+    assert!(keys["valid_until_ts"].as_u64().unwrap() > 0);
+    // The document verifies against the key it publishes (checked with ruma).
+    let object: ruma::CanonicalJsonObject = serde_json::from_value(keys.clone()).unwrap();
+    hearth::service::federation::keys::check_key_document(
+        &ruma::ServerName::parse("hs1").unwrap(),
+        &object,
+    )
+    .expect("self-signed key document");
+
+    let version: Value = client
+        .get(format!("{base}/_matrix/federation/v1/version"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(version["server"]["name"], "Hearth");
+
+    // Unsigned, forged and misdirected requests are refused with 401 M_UNAUTHORIZED.
+    let unsigned = client
+        .put(format!("{base}/_matrix/federation/v1/send/txn1"))
+        .json(&json!({ "origin": "hs2", "origin_server_ts": 1, "pdus": [] }))
+        .send()
+        .await
+        .unwrap();
+    let unsigned = (unsigned.status(), unsigned.json::<Value>().await.unwrap());
+    assert_error(&unsigned, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED");
+    let forged = client
+        .put(format!("{base}/_matrix/federation/v1/send/txn1"))
+        .header(
+            "Authorization",
+            format!(
+                "X-Matrix origin=\"hs2\",destination=\"hs1\",key=\"ed25519:nope\",sig=\"{}\"",
+                "A".repeat(86)
+            ),
+        )
+        .json(&json!({ "origin": "hs2", "origin_server_ts": 1, "pdus": [] }))
+        .send()
+        .await
+        .unwrap();
+    let forged = (forged.status(), forged.json::<Value>().await.unwrap());
+    assert_error(&forged, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED");
+    // Unknown paths stay unrecognized.
+    let unknown = client
+        .get(format!("{base}/_matrix/federation/v1/nonexistent"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
