@@ -73,7 +73,7 @@ func TestDeployment(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "M_UNRECOGNIZED") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"name":"Hearth"`) {
 		t.Fatalf("federation answer %d %s", resp.StatusCode, body)
 	}
 	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != "hs2" {

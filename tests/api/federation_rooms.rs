@@ -302,3 +302,180 @@ async fn server_keys_are_published_signed_and_requests_must_be_signed() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+/// A message event of `sender` in `room` on top of hs1's current extremities, signed by
+/// hs2's key with `content`; `edit` may change the signed object afterwards (a forger's
+/// tampering).
+fn signed_by_hs2(
+    pair: &Pair,
+    room: &str,
+    sender: &str,
+    kind: &str,
+    state_key: Option<&str>,
+    content: Value,
+) -> ruma::CanonicalJsonObject {
+    let hs1 = pair.hs1.services();
+    let room_id = ruma::RoomId::parse(room).unwrap();
+    let (short_room, record) = hs1.rooms.registry.room(&room_id).unwrap().unwrap();
+    let rules = record.version.rules().unwrap();
+    let sender_id = ruma::UserId::parse(sender).unwrap();
+    let raw_content = serde_json::value::to_raw_value(&content).unwrap();
+    let auth_events = hs1
+        .rooms
+        .auth_events_for(
+            short_room,
+            &rules,
+            &kind.into(),
+            &sender_id,
+            state_key,
+            &raw_content,
+        )
+        .unwrap();
+    let mut event = json!({
+        "room_id": room,
+        "sender": sender,
+        "origin": "hs2",
+        "type": kind,
+        "content": content,
+        "prev_events": record.extremities,
+        "auth_events": auth_events,
+        "depth": record.depth + 1,
+    });
+    if let Some(state_key) = state_key {
+        event["state_key"] = json!(state_key);
+    }
+    let mut object: ruma::CanonicalJsonObject = serde_json::from_value(event).unwrap();
+    pair.hs2
+        .services()
+        .rooms
+        .sign_template(&mut object, &rules)
+        .unwrap();
+    object
+}
+
+/// Sends PDUs from hs2 to hs1 in a real, signed transaction; returns hs1's per-PDU answer.
+async fn send_from_hs2(
+    pair: &Pair,
+    txn: &str,
+    pdus: Vec<ruma::CanonicalJsonObject>,
+) -> std::collections::BTreeMap<ruma::OwnedEventId, Result<(), String>> {
+    use ruma::api::federation::transactions::send_transaction_message;
+    let mut request = send_transaction_message::v1::Request::new(
+        txn.into(),
+        ruma::OwnedServerName::try_from("hs2").unwrap(),
+        ruma::MilliSecondsSinceUnixEpoch::now(),
+    );
+    request.pdus = pdus
+        .iter()
+        .map(|pdu| serde_json::value::to_raw_value(pdu).unwrap())
+        .collect();
+    let hs1 = ruma::ServerName::parse("hs1").unwrap();
+    pair.hs2
+        .services()
+        .federation
+        .client
+        .send(&hs1, request)
+        .await
+        .expect("hs1 answers the transaction")
+        .pdus
+}
+
+#[tokio::test]
+async fn forged_tampered_and_unauthorized_events_never_change_the_room() {
+    let pair = pair().await;
+    let alice = pair.hs1.register("alice", "password-alice").await;
+    let bob = pair.hs2.register("bob", "password-bob").await;
+    let room = create_room(&pair.hs1, &alice, json!({ "preset": "public_chat" })).await;
+    let (status, body) = pair
+        .hs2
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?server_name=hs1"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A user of another server, signed only by hs2: the sender's server did not sign it.
+    let forged_sender = signed_by_hs2(
+        &pair,
+        &room,
+        "@mallory:hs3",
+        "m.room.message",
+        None,
+        json!({ "msgtype": "m.text", "body": "forged" }),
+    );
+    let answer = send_from_hs2(&pair, "forged", vec![forged_sender]).await;
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    assert!(answer.values().all(Result::is_err), "{answer:?}");
+
+    // Bob may not change the power levels: refused by the authorization rules.
+    let power_grab = signed_by_hs2(
+        &pair,
+        &room,
+        &bob.user_id,
+        "m.room.power_levels",
+        Some(""),
+        json!({ "users": { bob.user_id.clone(): 100 } }),
+    );
+    let answer = send_from_hs2(&pair, "power", vec![power_grab]).await;
+    assert!(answer.values().all(Result::is_err), "{answer:?}");
+    let (_, levels) = pair
+        .hs1
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels"),
+            Some(&alice.token),
+        )
+        .await;
+    assert!(levels["users"].get(&bob.user_id).is_none(), "{levels}");
+
+    // A signature that does not match the event: refused.
+    let mut bad_signature = signed_by_hs2(
+        &pair,
+        &room,
+        &bob.user_id,
+        "m.room.message",
+        None,
+        json!({ "msgtype": "m.text", "body": "legit" }),
+    );
+    bad_signature.insert(
+        "origin_server_ts".into(),
+        ruma::CanonicalJsonValue::Integer(1u32.into()),
+    );
+    let answer = send_from_hs2(&pair, "badsig", vec![bad_signature]).await;
+    assert!(answer.values().all(Result::is_err), "{answer:?}");
+
+    // Content changed after signing: the signature still covers the redacted form, the
+    // content hash does not match, and the event is kept redacted (the spec's rule).
+    let mut tampered = signed_by_hs2(
+        &pair,
+        &room,
+        &bob.user_id,
+        "m.room.message",
+        None,
+        json!({ "msgtype": "m.text", "body": "original" }),
+    );
+    tampered.insert(
+        "content".into(),
+        ruma::canonical_json::to_canonical_value(
+            json!({ "msgtype": "m.text", "body": "tampered" }),
+        )
+        .unwrap(),
+    );
+    let answer = send_from_hs2(&pair, "tampered", vec![tampered]).await;
+    let (event_id, result) = answer.iter().next().expect("one result");
+    assert!(result.is_ok(), "{answer:?}");
+    let (status, stored) = pair
+        .hs1
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["content"], json!({}), "kept redacted: {stored}");
+
+    // A repeated transaction id gets the first answer and changes nothing.
+    let again = send_from_hs2(&pair, "tampered", vec![]).await;
+    assert_eq!(again.len(), 1, "the first answer: {again:?}");
+}

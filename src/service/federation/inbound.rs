@@ -12,7 +12,7 @@ use crate::{
     service::{
         Services,
         rooms::{
-            remote::{check_pdu, signature_keys},
+            remote::{check_pdu, event_id_of, signature_keys},
             rules_for,
         },
     },
@@ -57,9 +57,10 @@ impl Services {
                         return Ok(None);
                     };
                     let rules = rules_for(&room.version)?;
+                    let event_id = event_id_of(&object, &rules).ok();
                     let checked = match check_pdu(object, &room_id, &rules, &keys) {
                         Ok(checked) => checked,
-                        Err(e) => return Ok(Some((None, Err(e.to_string())))),
+                        Err(e) => return Ok(Some((event_id, Err(e.to_string())))),
                     };
                     let event_id = checked.event_id.clone();
                     let result = s

@@ -67,18 +67,10 @@ pub fn check_pdu(
     }
     // Fields another server must not decide for us.
     object.remove("unsigned");
-    let event_id = if rules.event_format.require_event_id {
-        let id = object
-            .get("event_id")
-            .and_then(CanonicalJsonValue::as_str)
-            .ok_or_else(|| Error::bad_json("The event has no event_id"))?;
-        EventId::parse(id).map_err(|e| Error::bad_json(format!("Bad event_id: {e}")))?
-    } else {
+    if !rules.event_format.require_event_id {
         object.remove("event_id");
-        let hash = ruma::signatures::reference_hash(&object, rules)
-            .map_err(|e| Error::bad_json(format!("The event cannot be hashed: {e}")))?;
-        EventId::parse(format!("${hash}")).map_err(Error::internal)?
-    };
+    }
+    let event_id = event_id_of(&object, rules)?;
     let verified = ruma::signatures::verify_event(keys, &object, rules)
         .map_err(|e| Error::forbidden(format!("Event {event_id} failed signature checks: {e}")))?;
     if verified == Verified::Signatures {
@@ -102,6 +94,23 @@ pub fn check_pdu(
         CanonicalJsonValue::String(room_id.to_string()),
     );
     Ok(CheckedPdu { event_id, object })
+}
+
+/// The id of a PDU: its `event_id` field in room versions 1 and 2, its reference hash after.
+pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId> {
+    if rules.event_format.require_event_id {
+        let id = object
+            .get("event_id")
+            .and_then(CanonicalJsonValue::as_str)
+            .ok_or_else(|| Error::bad_json("The event has no event_id"))?;
+        return EventId::parse(id).map_err(|e| Error::bad_json(format!("Bad event_id: {e}")));
+    }
+    let mut object = object.clone();
+    object.remove("event_id");
+    object.remove("unsigned");
+    let hash = ruma::signatures::reference_hash(&object, rules)
+        .map_err(|e| Error::bad_json(format!("The event cannot be hashed: {e}")))?;
+    EventId::parse(format!("${hash}")).map_err(Error::internal)
 }
 
 impl RoomService {
