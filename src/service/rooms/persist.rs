@@ -104,7 +104,7 @@ impl RoomService {
         redacted: Option<u64>,
     ) {
         if stored.kind == ruma::events::TimelineEventType::RoomMember {
-            self.forget_room_servers(location.short_room);
+            self.note_member_change(location.short_room, stored);
         }
         if let Some((_, parent)) = super::relations::relation_of(stored) {
             self.relation_index.invalidate(&parent);

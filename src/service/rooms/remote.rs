@@ -548,8 +548,25 @@ impl RoomService {
         Ok(servers)
     }
 
-    pub(super) fn forget_room_servers(&self, short_room: u64) {
-        self.lock_room_servers().remove(&short_room);
+    /// Keeps the room's server list right after a member event: a local user joining a room
+    /// this server is already in changes nothing (so a thousand local joins do not rescan the
+    /// members a thousand times); anything else drops the list, to be read again.
+    pub(super) fn note_member_change(&self, short_room: u64, member: &Pdu) {
+        let ours = self.server_name();
+        let local_join = member
+            .state_key
+            .as_deref()
+            .and_then(|key| ruma::UserId::parse(key).ok())
+            .is_some_and(|target| target.server_name() == ours)
+            && member.content_value()["membership"] == "join";
+        let mut servers = self.lock_room_servers();
+        let unchanged = local_join
+            && servers
+                .get(&short_room)
+                .is_some_and(|list| list.iter().any(|server| server == ours));
+        if !unchanged {
+            servers.remove(&short_room);
+        }
     }
 
     fn lock_room_servers(
