@@ -269,3 +269,17 @@ pub async fn public_room(server: &TestServer, owner: &TestUser, guest: &TestUser
     assert_eq!(status, StatusCode::OK);
     room
 }
+
+/// The bodies of the `m.room.message` events in a joined room's timeline of a `/sync` answer.
+pub fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -7,7 +7,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, TestUser, assert_error, create_room, send_text};
+use crate::common::{TestServer, TestUser, assert_error, create_room, send_text, timeline_bodies};
 
 /// A CA, and a certificate signed by it for each name; returns the CA's PEM file.
 fn mint(dir: &Path, names: &[&str]) -> std::path::PathBuf {
@@ -106,17 +106,18 @@ async fn sync_until(
     }
 }
 
-fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
-    sync["rooms"]["join"][room]["timeline"]["events"]
-        .as_array()
-        .map(|events| {
-            events
-                .iter()
-                .filter(|e| e["type"] == "m.room.message")
-                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Bob of hs2 joins `room` of hs1 through hs1; returns the answer's body.
+async fn join_through_hs1(pair: &Pair, bob: &TestUser, room: &str) -> Value {
+    let (status, body) = pair
+        .hs2
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?server_name=hs1"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "remote join: {body}");
+    body
 }
 
 async fn members(server: &TestServer, user: &TestUser, room: &str) -> Vec<String> {
@@ -150,15 +151,7 @@ async fn a_user_joins_a_room_on_another_server_and_both_sides_talk() {
     .await;
     send_text(&pair.hs1, &alice, &room, "t1", "before bob").await;
 
-    let (status, body) = pair
-        .hs2
-        .post(
-            &format!("/_matrix/client/v3/join/{room}?server_name=hs1"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "remote join: {body}");
+    let body = join_through_hs1(&pair, &bob, &room).await;
     assert_eq!(body["room_id"], room);
 
     // Bob's server holds the room's state: its name and both members.
@@ -386,15 +379,7 @@ async fn forged_tampered_and_unauthorized_events_never_change_the_room() {
     let alice = pair.hs1.register("alice", "password-alice").await;
     let bob = pair.hs2.register("bob", "password-bob").await;
     let room = create_room(&pair.hs1, &alice, json!({ "preset": "public_chat" })).await;
-    let (status, body) = pair
-        .hs2
-        .post(
-            &format!("/_matrix/client/v3/join/{room}?server_name=hs1"),
-            Some(&bob.token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    join_through_hs1(&pair, &bob, &room).await;
 
     // A user of another server, signed only by hs2: the sender's server did not sign it.
     let forged_sender = signed_by_hs2(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, TestUser, create_room, public_room, send_text};
+use crate::common::{TestServer, TestUser, create_room, public_room, send_text, timeline_bodies};
 
 async fn sync(server: &TestServer, user: &TestUser, query: &str) -> Value {
     let (status, body) = server
@@ -17,19 +17,6 @@ async fn sync(server: &TestServer, user: &TestUser, query: &str) -> Value {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
-}
-
-fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
-    sync["rooms"]["join"][room]["timeline"]["events"]
-        .as_array()
-        .map(|events| {
-            events
-                .iter()
-                .filter(|e| e["type"] == "m.room.message")
-                .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]

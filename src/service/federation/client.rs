@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use ruma::{
-    OwnedServerName, ServerName,
+    ServerName,
     api::{
         IncomingResponseExt, OutgoingRequest, OutgoingRequestExt,
         auth_scheme::NoAuthentication,
@@ -173,15 +173,4 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// The names of the servers in `servers`, without ours.
-pub fn others(
-    servers: impl IntoIterator<Item = OwnedServerName>,
-    ours: &ServerName,
-) -> Vec<OwnedServerName> {
-    let mut others: Vec<OwnedServerName> = servers.into_iter().filter(|s| s != ours).collect();
-    others.sort();
-    others.dedup();
-    others
 }

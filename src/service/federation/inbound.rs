@@ -12,7 +12,7 @@ use crate::{
     service::{
         Services,
         rooms::{
-            remote::{check_pdu, event_id_of, signature_keys},
+            remote::{check_pdu_with_id, event_id_of, signature_keys},
             rules_for,
         },
     },
@@ -57,12 +57,20 @@ impl Services {
                         return Ok(None);
                     };
                     let rules = rules_for(&room.version)?;
-                    let event_id = event_id_of(&object, &rules).ok();
-                    let checked = match check_pdu(object, &room_id, &rules, &keys) {
-                        Ok(checked) => checked,
-                        Err(e) => return Ok(Some((event_id, Err(e.to_string())))),
+                    let event_id = match event_id_of(&object, &rules) {
+                        Ok(event_id) => event_id,
+                        Err(e) => return Ok(Some((None, Err(e.to_string())))),
                     };
-                    let event_id = checked.event_id.clone();
+                    let checked = match check_pdu_with_id(
+                        object,
+                        event_id.clone(),
+                        &room_id,
+                        &rules,
+                        &keys,
+                    ) {
+                        Ok(checked) => checked,
+                        Err(e) => return Ok(Some((Some(event_id), Err(e.to_string())))),
+                    };
                     let result = s
                         .rooms
                         .accept_remote(&room_id, checked, false)

@@ -100,22 +100,18 @@ impl Services {
         let keys = self.federation.key_map(signature_keys(&object)).await;
         let room_id = room_id.to_owned();
         self.blocking(move |s| {
-            let (short_room, room) = s.rooms.registry.known_room(&room_id)?;
+            let (_, room) = s.rooms.registry.known_room(&room_id)?;
             let rules = rules_for(&room.version)?;
             let checked = check_pdu(object, &room_id, &rules, &keys)?;
             let join = s.rooms.accept_remote(&room_id, checked, true)?;
-            s.join_answer(short_room, &join)
+            s.join_answer(&join)
         })
         .await
     }
 
     /// The state before `join` and the auth chain of it and of the join, as `send_join`
     /// answers.
-    fn join_answer(
-        &self,
-        _short_room: u64,
-        join: &Pdu,
-    ) -> Result<create_join_event::v2::RoomState> {
+    fn join_answer(&self, join: &Pdu) -> Result<create_join_event::v2::RoomState> {
         let state_ids = self.rooms.state_ids_before(&join.event_id)?;
         let mut chain_of = state_ids.clone();
         chain_of.push(join.event_id.clone());

@@ -384,6 +384,17 @@ fn finish_pdu(
     event_id: &EventId,
     room_id: &RoomId,
 ) -> Result<Pdu> {
+    add_bookkeeping(object, event_id, room_id);
+    Pdu::from_object(object)
+}
+
+/// The fields every stored event carries beside what was signed: its id and its room (room
+/// versions from 3 derive the id, version 12's create event derives the room).
+pub(super) fn add_bookkeeping(
+    object: &mut CanonicalJsonObject,
+    event_id: &EventId,
+    room_id: &RoomId,
+) {
     object.insert(
         "event_id".into(),
         CanonicalJsonValue::String(event_id.to_string()),
@@ -392,5 +403,4 @@ fn finish_pdu(
         "room_id".into(),
         CanonicalJsonValue::String(room_id.to_string()),
     );
-    Pdu::from_object(object)
 }

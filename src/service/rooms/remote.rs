@@ -56,7 +56,19 @@ pub fn signature_keys(object: &CanonicalJsonObject) -> Vec<(OwnedServerName, Opt
 /// version requires (the sender's server, and for restricted joins the authorising server's),
 /// and the content hash — a mismatch keeps the event in its redacted form, as the spec says.
 pub fn check_pdu(
+    object: CanonicalJsonObject,
+    room_id: &RoomId,
+    rules: &RoomVersionRules,
+    keys: &PublicKeyMap,
+) -> Result<CheckedPdu> {
+    let event_id = event_id_of(&object, rules)?;
+    check_pdu_with_id(object, event_id, room_id, rules, keys)
+}
+
+/// [`check_pdu`] for a caller that already computed the event's id with [`event_id_of`].
+pub fn check_pdu_with_id(
     mut object: CanonicalJsonObject,
+    event_id: OwnedEventId,
     room_id: &RoomId,
     rules: &RoomVersionRules,
     keys: &PublicKeyMap,
@@ -70,7 +82,6 @@ pub fn check_pdu(
     if !rules.event_format.require_event_id {
         object.remove("event_id");
     }
-    let event_id = event_id_of(&object, rules)?;
     let verified = ruma::signatures::verify_event(keys, &object, rules)
         .map_err(|e| Error::forbidden(format!("Event {event_id} failed signature checks: {e}")))?;
     if verified == Verified::Signatures {
@@ -85,14 +96,7 @@ pub fn check_pdu(
             == Some("m.room.create") => {}
         _ => return Err(Error::bad_json("The event belongs to another room")),
     }
-    object.insert(
-        "event_id".into(),
-        CanonicalJsonValue::String(event_id.to_string()),
-    );
-    object.insert(
-        "room_id".into(),
-        CanonicalJsonValue::String(room_id.to_string()),
-    );
+    super::builder::add_bookkeeping(&mut object, &event_id, room_id);
     Ok(CheckedPdu { event_id, object })
 }
 
@@ -105,9 +109,14 @@ pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Re
             .ok_or_else(|| Error::bad_json("The event has no event_id"))?;
         return EventId::parse(id).map_err(|e| Error::bad_json(format!("Bad event_id: {e}")));
     }
-    let mut object = object.clone();
-    object.remove("event_id");
-    object.remove("unsigned");
+    // The reference hash leaves `unsigned` out itself; an `event_id` field must go first.
+    let object = if object.contains_key("event_id") {
+        let mut without_id = object.clone();
+        without_id.remove("event_id");
+        std::borrow::Cow::Owned(without_id)
+    } else {
+        std::borrow::Cow::Borrowed(object)
+    };
     let hash = ruma::signatures::reference_hash(&object, rules)
         .map_err(|e| Error::bad_json(format!("The event cannot be hashed: {e}")))?;
     EventId::parse(format!("${hash}")).map_err(Error::internal)
@@ -248,37 +257,27 @@ impl RoomService {
         if fresh {
             self.registry.register(&mut batch, room_id, short_room);
         }
-        // Every event of the auth chain and state, parsed; authorized in depth order against
-        // its own auth events (all among them, or stored already).
-        let mut events: Vec<(Pdu, CanonicalJsonObject)> = Vec::new();
-        let mut seen = HashSet::new();
-        for checked in auth_chain
-            .into_iter()
-            .chain(state.iter().map(|s| CheckedPdu {
-                event_id: s.event_id.clone(),
-                object: s.object.clone(),
-            }))
-        {
-            if !seen.insert(checked.event_id.clone()) {
+        // Every event of the auth chain and state, parsed once, each authorized against its
+        // own auth events (all among them, or stored already).
+        let state_ids: Vec<OwnedEventId> = state.iter().map(|s| s.event_id.clone()).collect();
+        let mut events: std::collections::HashMap<OwnedEventId, (Pdu, CanonicalJsonObject)> =
+            std::collections::HashMap::new();
+        for checked in auth_chain.into_iter().chain(state) {
+            if events.contains_key(&checked.event_id) {
                 continue;
             }
             let pdu = Pdu::from_object(&checked.object).map_err(|e| {
                 Error::remote_failure(format!("the join's state holds a malformed event: {e}"))
             })?;
-            events.push((pdu, checked.object));
+            events.insert(checked.event_id, (pdu, checked.object));
         }
-        events.sort_by_key(|(pdu, _)| u64::from(pdu.depth));
-        let by_id: std::collections::HashMap<OwnedEventId, Pdu> = events
-            .iter()
-            .map(|(pdu, _)| (pdu.event_id.clone(), pdu.clone()))
-            .collect();
         let fetch = |id: &EventId| -> Result<Option<Pdu>> {
-            match by_id.get(id) {
-                Some(pdu) => Ok(Some(pdu.clone())),
+            match events.get(id) {
+                Some((pdu, _)) => Ok(Some(pdu.clone())),
                 None => self.timeline.get_pdu(id),
             }
         };
-        for (pdu, _) in &events {
+        for (pdu, _) in events.values() {
             let independent = ruma::state_res::check_state_independent_auth_rules(
                 &rules.authorization,
                 pdu,
@@ -293,7 +292,7 @@ impl RoomService {
         }
         // Outliers: stored once, with a short id each.
         let mut short_of = std::collections::HashMap::new();
-        for (pdu, object) in &events {
+        for (pdu, object) in events.values() {
             if let Some(location) = self.timeline.location(&pdu.event_id)? {
                 short_of.insert(pdu.event_id.clone(), location.short_event);
                 continue;
@@ -312,9 +311,9 @@ impl RoomService {
             short_of.insert(pdu.event_id.clone(), short_event);
         }
         // The state before our join: the returned state, as a snapshot and as current state.
-        let state_events: Vec<&Pdu> = state
+        let state_events: Vec<&Pdu> = state_ids
             .iter()
-            .filter_map(|checked| by_id.get(&checked.event_id))
+            .filter_map(|id| events.get(id).map(|(pdu, _)| pdu))
             .filter(|pdu| pdu.state_key.is_some())
             .collect();
         let pairs: Vec<(String, String)> = state_events
